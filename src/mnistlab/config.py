@@ -1,0 +1,224 @@
+"""Configuration: what the model is (ModelConfig), how a run goes (TrainConfig), one Config for both.
+
+    mnistlab train --config my.toml --epochs 3   # defaults < preset < file < flags
+
+Defaults live here, then a preset (models.PRESETS) replaces the model defaults, then a TOML or
+YAML file, then command-line flags. The resolved Config is frozen and written into every run
+folder as `config.toml`, so `mnistlab train --config runs/x/config.toml` repeats a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import tomli_w
+import yaml
+
+from mnistlab.errors import MnistlabError
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "elu", "selu", "swish", "linear")
+POOLINGS = ("max", "avg", "none")
+PADDINGS = ("same", "valid")
+DEFAULT_PRESET = "cnn"  # what `mnistlab train` trains with no --model; see models.PRESETS
+
+
+class ConfigError(MnistlabError):
+    """A config file or flag that cannot be used as given."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture: everything needed to rebuild the network, nothing about training."""
+
+    name: str = "cnn"  # preset this config started from; only a label
+    arch: str = "cnn"  # builder in models.REGISTRY: linear | mlp | cnn
+    conv_filters: tuple[int, ...] = (32, 64)  # one entry per conv block: its filter count
+    convs_per_block: int = 1  # conv layers in each block before the pooling (>= 1)
+    kernel_size: int = 3  # square kernel side, pixels
+    padding: str = "same"  # same | valid
+    activation: str = "relu"  # conv activation, one of ACTIVATIONS
+    pooling: str = "max"  # max | avg | none, 2x2 stride 2 after each block
+    dense_units: tuple[int, ...] = (128,)  # hidden dense layers before the 10-way softmax
+    dense_activation: str = "relu"  # hidden dense activation, one of ACTIVATIONS
+    dropout: float = 0.0  # rate in [0, 1) before every dense layer, output included
+    batch_norm: bool = False  # BatchNormalization after every conv and hidden dense
+    l2: float = 0.0  # L2 penalty on every kernel (>= 0), added to the loss
+
+    def __post_init__(self) -> None:
+        _check(self.convs_per_block >= 1, "convs_per_block must be at least 1")
+        _check(self.kernel_size >= 1, "kernel_size must be at least 1")
+        _check(all(f >= 1 for f in self.conv_filters), "conv_filters must all be >= 1")
+        _check(all(u >= 1 for u in self.dense_units), "dense_units must all be >= 1")
+        _check(self.activation in ACTIVATIONS, f"activation must be one of {', '.join(ACTIVATIONS)}")
+        _check(
+            self.dense_activation in ACTIVATIONS,
+            f"dense_activation must be one of {', '.join(ACTIVATIONS)}",
+        )
+        _check(self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}")
+        _check(self.padding in PADDINGS, f"padding must be one of {', '.join(PADDINGS)}")
+        _check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
+        _check(self.l2 >= 0.0, "l2 must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One run: optimisation, data slice, stopping, where the run folder goes."""
+
+    epochs: int = 12  # upper bound; early stopping usually ends sooner
+    batch_size: int = 128  # images per step
+    learning_rate: float = 1e-3  # Adam step size
+    validation_split: float = 0.1  # fraction of the training set held out, taken from its end
+    patience: int = 3  # epochs without val_accuracy gain before stopping (0 = never stop early)
+    seed: int = 0  # seeds Python, NumPy and the backend; same seed + CPU = same run
+    train_limit: int = 0  # use only the first N training images (0 = all); for quick tries
+    test_limit: int = 0  # evaluate on the first N test images (0 = all 10,000)
+    out: str = ""  # run folder; "" = runs/<model name>-<timestamp>
+    data_path: str = ""  # MNIST files to use (IDX folder or mnist.npz); "" = cache/download
+    offline: bool = False  # never touch the network for data
+    verbose: int = 1  # 0 silent, 1 progress bar, 2 one line per epoch
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "epochs must be at least 1")
+        _check(self.batch_size >= 1, "batch_size must be at least 1")
+        _check(self.learning_rate > 0, "learning_rate must be > 0")
+        _check(0.0 < self.validation_split < 1.0, "validation_split must be in (0, 1)")
+        _check(self.patience >= 0, "patience must be >= 0")
+        _check(self.train_limit >= 0 and self.test_limit >= 0, "limits must be >= 0")
+        _check(self.verbose in (0, 1, 2), "verbose must be 0, 1 or 2")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs: the architecture and the run settings."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples become lists), ready for TOML, YAML or JSON."""
+        return {
+            "model": _plain(dataclasses.asdict(self.model)),
+            "train": _plain(dataclasses.asdict(self.train)),
+        }
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message + ".")
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def coerce(cls: type, key: str, value: Any) -> Any:
+    """Convert a value from a file or a flag to the type of field `key` of dataclass `cls`.
+
+    Raises:
+        ConfigError: unknown key or a value of the wrong kind.
+    """
+    hints = get_type_hints(cls)
+    if key not in hints:
+        known = ", ".join(f.name for f in dataclasses.fields(cls))
+        raise ConfigError(f"unknown {cls.__name__} field {key!r}; known fields: {known}.")
+    hint = hints[key]
+    try:
+        if get_origin(hint) is tuple:
+            (item_type,) = {t for t in get_args(hint) if t is not Ellipsis}
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split()]
+            if not isinstance(value, (list, tuple)):
+                raise TypeError
+            return tuple(_scalar(item_type, v) for v in value)
+        return _scalar(hint, value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{cls.__name__}.{key} expects {getattr(hint, '__name__', hint)}, got {value!r}."
+        ) from None
+
+
+def _scalar(kind: type, value: Any) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError
+    if kind is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return int(value)
+    if kind is float:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    if kind is str:
+        if not isinstance(value, (str, int, float)):
+            raise TypeError
+        return str(value)
+    raise TypeError
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML (.toml) or YAML (.yaml/.yml) file into {"model": {...}, "train": {...}}.
+
+    Raises:
+        ConfigError: missing file, bad syntax, or a top-level key other than model/train.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}.") from None
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml.")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
+        reason = str(e).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid {path.suffix[1:].upper()}: {reason}.") from None
+    if not isinstance(data, dict) or set(data) - {"model", "train"}:
+        raise ConfigError(f"config file {path} must hold only [model] and [train] tables.")
+    for section in data.values():
+        if not isinstance(section, dict):
+            raise ConfigError(f"config file {path}: [model] and [train] must be tables.")
+    return data
+
+
+def resolve_config(
+    preset: ModelConfig,
+    file_data: dict[str, Any] | None = None,
+    model_overrides: dict[str, Any] | None = None,
+    train_overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Layer a preset, a config file's tables and flag overrides into one frozen Config."""
+    file_data = file_data or {}
+    model_fields = {**file_data.get("model", {}), **(model_overrides or {})}
+    train_fields = {**file_data.get("train", {}), **(train_overrides or {})}
+    model = dataclasses.replace(
+        preset, **{k: coerce(ModelConfig, k, v) for k, v in model_fields.items()}
+    )
+    train = TrainConfig(**{k: coerce(TrainConfig, k, v) for k, v in train_fields.items()})
+    return Config(model=model, train=train)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a Config written by `write_config` (every field present or defaulted)."""
+    return resolve_config(ModelConfig(), data)
+
+
+def write_config(cfg: Config, path: Path) -> None:
+    """Write the resolved config as TOML (a file `read_config_file` reads back unchanged)."""
+    from mnistlab.runs import atomic_write_text
+
+    atomic_write_text(path, tomli_w.dumps(cfg.to_dict()))

@@ -1,0 +1,101 @@
+"""Model zoo: every preset builds, has the pinned parameter count, and every option takes effect."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from mnistlab.config import ConfigError, ModelConfig
+from mnistlab.data import INPUT_SHAPE, NUM_CLASSES
+from mnistlab.models import PRESETS, REGISTRY, build_model, get_preset
+
+# Pinned by hand from the layer shapes, so a change to a preset is a deliberate one:
+# linear 784*10+10; mlp 784*256+256 + 256*10+10; cnn conv 9*32+32, 9*32*64+64, dense 7*7*64*128+128,
+# out 128*10+10; keras-example (keras-io mnist_convnet) 320 + 18,496 + 5*5*64*10+10.
+PARAM_COUNTS = {"linear": 7_850, "mlp": 203_530, "cnn": 421_642, "keras-example": 34_826}
+
+
+def test_every_preset_is_pinned():
+    assert set(PARAM_COUNTS) <= set(PRESETS)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_builds_softmax_over_ten_classes(name):
+    model = build_model(PRESETS[name])
+    assert model.input_shape == (None, *INPUT_SHAPE)
+    assert model.output_shape == (None, NUM_CLASSES)
+    probs = np.asarray(model(np.random.default_rng(0).random((3, *INPUT_SHAPE), dtype=np.float32)))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    if name in PARAM_COUNTS:
+        assert model.count_params() == PARAM_COUNTS[name]
+
+
+def test_linear_is_wx_plus_b():
+    """The linear preset computes softmax(x W + b) exactly: a NumPy oracle."""
+    model = build_model(PRESETS["linear"])
+    x = np.random.default_rng(1).random((4, *INPUT_SHAPE), dtype=np.float32)
+    w, b = model.get_layer("output").get_weights()
+    logits = x.reshape(4, -1) @ w + b
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=1e-5, atol=1e-6)
+
+
+def _layer_types(model: keras.Model) -> list[str]:
+    return [type(layer).__name__ for layer in model.layers]
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "gelu"])
+def test_activation_is_used(activation):
+    model = build_model(dataclasses.replace(get_preset("cnn"), activation=activation))
+    assert f"block0_{activation}0" in [layer.name for layer in model.layers]
+
+
+@pytest.mark.parametrize("pooling,layer", [("max", "MaxPooling2D"), ("avg", "AveragePooling2D")])
+def test_pooling_kind(pooling, layer):
+    model = build_model(dataclasses.replace(get_preset("cnn"), pooling=pooling))
+    assert _layer_types(model).count(layer) == 2
+
+
+def test_no_pooling_keeps_resolution():
+    cfg = ModelConfig(conv_filters=(4,), pooling="none", dense_units=())
+    assert build_model(cfg).get_layer("flatten").output.shape[-1] == 28 * 28 * 4
+
+
+def test_blocks_convs_and_kernel():
+    cfg = ModelConfig(conv_filters=(8, 16, 32), convs_per_block=2, kernel_size=5, dense_units=(64, 32))
+    model = build_model(cfg)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [8, 8, 16, 16, 32, 32]
+    assert all(c.kernel_size == (5, 5) for c in convs)
+    assert [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)] == [64, 32, 10]
+
+
+def test_batch_norm_dropout_and_l2():
+    cfg = ModelConfig(conv_filters=(8,), dense_units=(16,), batch_norm=True, dropout=0.25, l2=1e-3)
+    model = build_model(cfg)
+    types = _layer_types(model)
+    assert types.count("BatchNormalization") == 2
+    assert types.count("Dropout") == 2  # before the hidden dense and before the output
+    model(np.zeros((1, *INPUT_SHAPE), np.float32))
+    assert len(model.losses) == 3  # one L2 term per kernel: conv, dense, output
+
+
+def test_unbuildable_config_is_a_config_error():
+    cfg = ModelConfig(conv_filters=(8, 8, 8, 8, 8), padding="valid", kernel_size=5)
+    with pytest.raises(ConfigError, match="cannot be built"):
+        build_model(cfg)
+
+
+def test_unknown_names():
+    with pytest.raises(ConfigError, match="unknown model preset"):
+        get_preset("resnet9000")
+    with pytest.raises(ConfigError, match="unknown arch"):
+        build_model(ModelConfig(arch="transformer"))
+
+
+def test_registry_builders_return_uncompiled_models():
+    for name, builder in REGISTRY.items():
+        model = builder(dataclasses.replace(ModelConfig(), arch=name))
+        assert not model.compiled and model.output_shape == (None, NUM_CLASSES)
