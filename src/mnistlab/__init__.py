@@ -9,7 +9,9 @@ imports Keras, and a user's own KERAS_BACKEND still wins.
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# TensorFlow's C++ start-up chatter (CPU feature notes) is noise for a CLI user; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ log is noise for a CLI user: CPU-feature notes at start-up and, with
+# tensorflow-cpu 2.21, an E-level "NodeDef mentions attribute use_unbounded_threadpool" line on
+# every fit. Real failures still raise Python exceptions. Set TF_CPP_MIN_LOG_LEVEL=0 to see it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"

@@ -1,0 +1,94 @@
+"""Training: one tiny run on a slice writes a complete run folder; seeds repeat; real accuracy (slow)."""
+
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mnistlab.config import Config, ModelConfig, TrainConfig, config_from_dict, read_config_file
+from mnistlab.data import one_hot, preprocess_images
+from mnistlab.models import get_preset
+from mnistlab.runs import RunDir
+from mnistlab.train import split_train_val, train
+
+TINY_MODEL = ModelConfig(name="tiny", conv_filters=(8,), dense_units=(16,))
+
+
+def tiny_config(out, **train_fields):
+    fields = dict(epochs=2, batch_size=64, train_limit=1200, test_limit=300, patience=0, out=str(out), verbose=0)
+    fields.update(train_fields)
+    return Config(model=TINY_MODEL, train=TrainConfig(**fields))
+
+
+def test_split_takes_the_tail():
+    x, y = np.arange(100), np.arange(100)
+    x_fit, y_fit, x_val, y_val = split_train_val(x, y, 0.1)
+    assert len(x_fit) == 90 and list(x_val) == list(range(90, 100)) and list(y_val) == list(range(90, 100))
+
+
+def test_tiny_run_writes_a_complete_folder(mnist, tmp_path):
+    cfg = tiny_config(tmp_path / "run")
+    result = train(cfg, data=mnist)
+    run = result.run
+    for path in (run.model, run.config, run.history, run.metrics, run.checkpoint):
+        assert path.is_file(), path
+    assert config_from_dict(read_config_file(run.config)) == cfg
+    with open(run.history) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert {"accuracy", "loss", "val_accuracy", "val_loss"} <= set(rows[0])
+    m = result.metrics
+    assert m["test_images"] == 300 and m["train_images"] == 1080 and m["epochs_run"] == 2
+    assert m["params"] == result.model.count_params()
+    assert m["data"]["sha256"] == mnist.checksums()
+    assert {"python", "keras", "numpy"} <= set(m["versions"]) and m["seed"] == 0
+    assert 0.3 < m["test_accuracy"] <= 1.0  # 34 steps on 1k images: well above the 10 % of chance
+    # The saved model alone gives the same predictions as the one in memory.
+    x = preprocess_images(mnist.x_test[:50])
+    reloaded = RunDir.open(run.path).load_model()
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), result.model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_existing_folder_is_refused_and_kept(mnist, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(Exception, match="already exists"):
+        train(tiny_config(out), data=mnist)
+    assert (out / "notes.txt").read_text() == "mine" and len(list(out.iterdir())) == 1
+
+
+def test_same_seed_same_weights(mnist, tmp_path):
+    a = train(tiny_config(tmp_path / "a", epochs=1, seed=5), data=mnist).model
+    b = train(tiny_config(tmp_path / "b", epochs=1, seed=5), data=mnist).model
+    c = train(tiny_config(tmp_path / "c", epochs=1, seed=6), data=mnist).model
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert any(not np.array_equal(wa, wc) for wa, wc in zip(a.get_weights(), c.get_weights()))
+
+
+def test_early_stopping_keeps_the_best_validation_epoch(mnist, tmp_path):
+    # A learning rate this high makes validation accuracy wander, so the last epoch is rarely best.
+    cfg = tiny_config(tmp_path / "run", epochs=4, patience=4, learning_rate=0.05)
+    result = train(cfg, data=mnist)
+    with open(result.run.history) as f:
+        val = [float(r["val_accuracy"]) for r in csv.DictReader(f)]
+    m = result.metrics
+    assert m["kept_epoch"] == int(np.argmax(val)) + 1
+    _, _, x_val, y_val = split_train_val(mnist.x_train[:1200], mnist.y_train[:1200], 0.1)
+    kept = result.model.evaluate(preprocess_images(x_val), one_hot(y_val), verbose=0, return_dict=True)
+    assert kept["accuracy"] == pytest.approx(max(val), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_cnn_preset_reaches_99_percent(mnist, tmp_path):
+    cfg = Config(model=get_preset("cnn"), train=TrainConfig(out=str(tmp_path / "cnn"), verbose=2))
+    assert train(cfg, data=mnist).metrics["test_accuracy"] >= 0.990
+
+
+@pytest.mark.slow
+def test_linear_preset_is_softmax_regression_accuracy(mnist, tmp_path):
+    cfg = Config(model=get_preset("linear"), train=TrainConfig(out=str(tmp_path / "linear"), verbose=2))
+    acc = train(cfg, data=mnist).metrics["test_accuracy"]
+    assert 0.91 <= acc <= 0.935
