@@ -1,0 +1,221 @@
+"""The `mnistlab` command: parse flags, build a Config, call one library function, print.
+
+    mnistlab --help
+
+Library errors (MnistlabError) become one line on stderr and exit status 2; Keras and TensorFlow
+are imported only by the commands that need them, so `mnistlab data info` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mnistlab import __version__
+from mnistlab.config import (
+    DEFAULT_PRESET,
+    Config,
+    ModelConfig,
+    TrainConfig,
+    read_config_file,
+    resolve_config,
+)
+from mnistlab.errors import MnistlabError
+
+# Fields that have their own flag or make no sense as one.
+_MODEL_FLAG_SKIP = {"name"}
+_TRAIN_FLAG_SKIP = {"verbose"}
+
+
+def _field_flags(group: argparse._ArgumentGroup, cls: type, skip: set[str], prefix: str) -> None:
+    """Add one --flag per dataclass field; unset flags stay out of the namespace (SUPPRESS)."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        dest = f"{prefix}{f.name}"
+        if f.type in ("bool", bool):
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
+        else:
+            metavar = "N,N,..." if str(f.type).startswith("tuple") else f.name.split("_")[-1].upper()
+            group.add_argument(flag, dest=dest, default=argparse.SUPPRESS, metavar=metavar,
+                               help=f"default {f.default!r}" if f.default is not dataclasses.MISSING else None)
+
+
+def _data_flags(p: argparse.ArgumentParser, cache_only: bool = False) -> None:
+    """--data-path, --cache-dir, --offline; `train` gets the other two from TrainConfig's fields."""
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="data cache folder (default $MNISTLAB_CACHE, else the user cache folder)")
+    if not cache_only:
+        p.add_argument("--data-path", metavar="PATH",
+                       help="MNIST to use: a folder of the four IDX files (.gz or not) or a Keras mnist.npz")
+        p.add_argument("--offline", action="store_true",
+                       help="never touch the network; fail with what is missing")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mnistlab", description="Develop, fine-tune and use handwritten-digit recognizers."
+    )
+    parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model and write a run folder")
+    p.add_argument("--model", help=f"preset to start from (default {DEFAULT_PRESET}; see `mnistlab models`)")
+    p.add_argument("--config", metavar="FILE", help="TOML or YAML file with [model] and [train] tables")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output, only the result")
+    _data_flags(p, cache_only=True)
+    _field_flags(p.add_argument_group("run settings"), TrainConfig, _TRAIN_FLAG_SKIP, "train.")
+    _field_flags(p.add_argument_group("architecture"), ModelConfig, _MODEL_FLAG_SKIP, "model.")
+
+    p = sub.add_parser("evaluate", help="score a run's saved model on the MNIST test set")
+    p.add_argument("run", help="run folder written by `mnistlab train`")
+    p.add_argument("--json", action="store_true", help="print the scores as JSON")
+    p.add_argument("--limit", type=int, default=0, help="only the first N test images")
+    _data_flags(p)
+
+    p = sub.add_parser("models", help="list the model presets with their parameter counts")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+
+    p = sub.add_parser("data", help="fetch, verify or describe the MNIST cache")
+    p.add_argument("action", choices=["fetch", "verify", "info"])
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    _data_flags(p)
+    return parser
+
+
+def _split_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    model, train = {}, {}
+    for key, value in vars(args).items():
+        if key.startswith("model."):
+            model[key[6:]] = value
+        elif key.startswith("train."):
+            train[key[6:]] = value
+    return model, train
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Defaults < preset < --config file < flags."""
+    from mnistlab.models import get_preset
+
+    file_data = read_config_file(args.config) if args.config else {}
+    preset_name = args.model or file_data.get("model", {}).get("name") or DEFAULT_PRESET
+    preset = get_preset(preset_name)
+    model_over, train_over = _split_overrides(args)
+    if args.quiet:
+        train_over["verbose"] = 0
+    if args.model:
+        # An explicit --model names the run even when the file came from another preset.
+        model_over.setdefault("name", args.model)
+    return resolve_config(preset, file_data, model_over, train_over)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mnistlab.data import load_mnist
+    from mnistlab.train import train
+
+    cfg = config_from_args(args)
+    t = cfg.train
+    data = load_mnist(path=t.data_path or None, cache_dir=args.cache_dir, offline=t.offline,
+                      progress=t.verbose > 0)
+    result = train(cfg, data=data)
+    m = result.metrics
+    print(f"test accuracy {m['test_accuracy'] * 100:.2f} %  loss {m['test_loss']:.4f}  "
+          f"({m['epochs_run']} epochs, {m['train_seconds']:.0f} s)")
+    print(f"run folder {result.run.path}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mnistlab.data import load_mnist
+    from mnistlab.evaluate import evaluate, format_report
+    from mnistlab.runs import RunDir
+
+    run = RunDir.open(args.run)
+    model = run.load_model()
+    data = load_mnist(path=args.data_path, cache_dir=args.cache_dir,
+                      offline=args.offline, progress=not args.json)
+    x, y = data.x_test, data.y_test
+    if args.limit:
+        x, y = x[: args.limit], y[: args.limit]
+    result = {"run": str(run.path), **evaluate(model, x, y)}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(format_report(result))
+    recorded = run.read_metrics().get("test_accuracy")
+    if recorded is not None and not args.limit:
+        print(f"\nrecorded at training: {recorded * 100:.2f} %")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from mnistlab.models import PRESETS, build_model
+
+    rows = [
+        {"name": name, "arch": cfg.arch, "params": build_model(cfg).count_params(),
+         "default": name == DEFAULT_PRESET}
+        for name, cfg in PRESETS.items()
+    ]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'preset':<16}{'arch':<8}{'parameters':>12}")
+    for r in rows:
+        mark = "  (default)" if r["default"] else ""
+        print(f"{r['name']:<16}{r['arch']:<8}{r['params']:>12,}{mark}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from mnistlab import data
+
+    offline = args.offline
+    if args.action == "fetch":
+        result = data.fetch(path=args.data_path, cache_dir=args.cache_dir, offline=offline,
+                            progress=not args.json)
+    elif args.action == "verify":
+        result = data.verify(cache_dir=args.cache_dir)
+    else:
+        result = data.info(cache_dir=args.cache_dir)
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        _print_tree(result)
+    if args.action == "verify" and not result.get("ok"):
+        print(f"error: the MNIST cache at {result.get('path')} does not match the reference checksums.",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_tree(d: dict[str, Any], indent: int = 0) -> None:
+    for key, value in d.items():
+        if isinstance(value, dict):
+            print(" " * indent + f"{key}:")
+            _print_tree(value, indent + 2)
+        else:
+            print(" " * indent + f"{key}: {value}")
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except MnistlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

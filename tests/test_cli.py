@@ -1,0 +1,87 @@
+"""The CLI end to end: the real `mnistlab` command on a small slice, and one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnistlab.cli import main
+
+MNISTLAB = str(Path(sys.executable).with_name("mnistlab"))
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([MNISTLAB, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) >= 1 and lines[-1].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[-1]
+
+
+def test_train_then_evaluate_end_to_end(mnist, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--model", "cnn", "--conv-filters", "8", "--dense-units", "16", "--epochs", "1",
+            "--train-limit", "1000", "--test-limit", "300", "--out", str(out), "--quiet"]
+    trained = run_cli(*args)
+    assert trained.returncode == 0, trained.stderr
+    assert "test accuracy" in trained.stdout and f"run folder {out}" in trained.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    config_text = (out / "config.toml").read_text()
+    assert "conv_filters = [\n    8,\n]" in config_text or "conv_filters = [8]" in config_text
+
+    evaluated = run_cli("evaluate", str(out), "--limit", "300", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    scores = json.loads(evaluated.stdout)
+    assert scores["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert len(scores["confusion_matrix"]) == 10 and len(scores["per_class"]) == 10
+
+    text = run_cli("evaluate", str(out), "--limit", "300")
+    assert "precision" in text.stdout and "confusion matrix" in text.stdout
+
+    again = run_cli(*args)
+    assert_one_line_error(again, "already exists")
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+
+    # The run's own config.toml repeats the run.
+    rerun = run_cli("train", "--config", str(out / "config.toml"), "--out", str(tmp_path / "rerun"), "-q")
+    assert rerun.returncode == 0, rerun.stderr
+    rerun_metrics = json.loads((tmp_path / "rerun" / "metrics.json").read_text())
+    assert rerun_metrics["test_accuracy"] == metrics["test_accuracy"]
+
+
+def test_models_lists_presets(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["linear"]["params"] == 7_850 and rows["cnn"]["default"]
+    assert main(["models"]) == 0
+    assert "keras-example" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["train", "--epochs", "0"], "epochs must be at least 1"),
+        (["train", "--model", "nope"], "unknown model preset"),
+        (["train", "--conv-filters", "a,b"], "conv_filters expects"),
+        (["train", "--config", "/no/such/file.toml"], "cannot read config file"),
+        (["evaluate", "/no/such/run"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line(argv, fragment, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0]
+
+
+def test_data_info_and_verify(mnist, capsys):
+    assert main(["data", "verify", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    assert main(["data", "info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)
