@@ -1,12 +1,10 @@
 """Run folders: exclusive creation, atomic writes, safe model loading."""
 
-import json
-
 import keras
 import numpy as np
 import pytest
 
-from mnistlab.runs import RunDir, RunError, atomic_write_json, atomic_write_text, save_model_atomic
+from mnistlab.runs import RunDir, RunError, save_model_atomic
 
 
 def test_create_is_exclusive(tmp_path):
@@ -21,21 +19,6 @@ def test_default_names_never_collide(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     a, b = RunDir.create("", "cnn"), RunDir.create("", "cnn")
     assert a.path != b.path and a.path.parent.name == "runs" and a.path.name.startswith("cnn-")
-
-
-def test_atomic_write_leaves_old_file_on_failure(tmp_path):
-    path = tmp_path / "metrics.json"
-    atomic_write_json(path, {"a": 1})
-
-    class Boom:
-        pass
-
-    with pytest.raises(TypeError):
-        atomic_write_json(path, {"a": Boom()})
-    assert json.loads(path.read_text()) == {"a": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp files left
-    atomic_write_text(path, "x")
-    assert path.read_text() == "x"
 
 
 def test_model_save_and_safe_load_round_trip(tmp_path):

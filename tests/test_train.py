@@ -1,12 +1,17 @@
 """Training: one tiny run on a slice writes a complete run folder; seeds repeat; real accuracy (slow)."""
 
 import csv
-import dataclasses
 
 import numpy as np
 import pytest
 
-from mnistlab.config import Config, ModelConfig, TrainConfig, config_from_dict, read_config_file
+from mnistlab.config import (
+    Config,
+    ModelConfig,
+    TrainConfig,
+    config_from_dict,
+    read_config_file,
+)
 from mnistlab.data import one_hot, preprocess_images
 from mnistlab.models import get_preset
 from mnistlab.runs import RunDir

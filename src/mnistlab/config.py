@@ -10,15 +10,16 @@ folder as `config.toml`, so `mnistlab train --config runs/x/config.toml` repeats
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import tomli_w
+import tomllib
 import yaml
 
 from mnistlab.errors import MnistlabError
+from mnistlab.files import atomic_write_text
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "elu", "selu", "swish", "linear")
 POOLINGS = ("max", "avg", "none")
@@ -219,6 +220,4 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 def write_config(cfg: Config, path: Path) -> None:
     """Write the resolved config as TOML (a file `read_config_file` reads back unchanged)."""
-    from mnistlab.runs import atomic_write_text
-
     atomic_write_text(path, tomli_w.dumps(cfg.to_dict()))

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import pickle
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -37,13 +36,14 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import filelock
 import numpy as np
 import platformdirs
 
 from mnistlab.errors import MnistlabError
+from mnistlab.files import atomic_write
 
 NUM_CLASSES = 10  # digits 0-9
 IMAGE_SIZE = 28  # MNIST digits are 28x28 pixels
@@ -704,25 +704,11 @@ def _write_cache(cache_dir: Path, arrays: dict[str, np.ndarray], source: str) ->
     }
     try:
         # Uncompressed: 55 MB on disk but loads in ~0.1 s; deflate would cost seconds per load.
-        _write_atomically(cache_dir / _CACHE_FILE, lambda out: np.savez(out, **arrays))
+        atomic_write(cache_dir / _CACHE_FILE, lambda out: np.savez(out, **arrays))
         meta_bytes = json.dumps(meta, indent=2).encode()
-        _write_atomically(cache_dir / _META_FILE, lambda out: out.write(meta_bytes))
+        atomic_write(cache_dir / _META_FILE, lambda out: out.write(meta_bytes))
     except OSError as exc:
         raise DataError(f"Could not write the MNIST cache in {cache_dir} ({exc}).") from exc
-
-
-def _write_atomically(dest: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write dest via a temp file beside it and os.replace: readers see old or new, never half."""
-    # A unique name opened with "xb" (not mkstemp) so the file gets the usual umask permissions.
-    temp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temp, "xb") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, dest)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def _read_meta(cache_dir: Path) -> dict[str, str | None]:

@@ -15,7 +15,6 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -32,31 +31,6 @@ CHECKPOINT_FILE = "checkpoint.keras"  # the last completed epoch, replaced every
 
 class RunError(MnistlabError):
     """A run folder that cannot be created or read."""
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary file beside `path`, fsync it, then rename it over `path`."""
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to `path` atomically (UTF-8)."""
-    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON to `path` atomically, indented for people, keys in insertion order."""
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def save_model_atomic(model: Any, path: Path) -> None:

@@ -9,6 +9,7 @@ checkpoint after every epoch, and a final score on the test set (never used to p
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +20,10 @@ import numpy as np
 from mnistlab.config import Config, write_config
 from mnistlab.data import MnistArrays, load_mnist, one_hot, preprocess_images
 from mnistlab.evaluate import evaluate
+from mnistlab.files import atomic_write_json
 from mnistlab.models import build_model
 from mnistlab.runs import (
     RunDir,
-    atomic_write_json,
     command_line,
     library_versions,
     machine_info,
@@ -141,8 +142,11 @@ def train(cfg: Config, *, data: MnistArrays | None = None) -> RunResult:
                 monitor="val_accuracy", patience=t.patience, restore_best_weights=True
             )
         )
+    # A progress bar redrawn with \r floods a log file; one line per epoch reads better there.
+    fit_verbose = 2 if t.verbose == 1 and not sys.stdout.isatty() else t.verbose
     if t.verbose:
-        callbacks.append(RunProgress(t.epochs))
+        # Listed before RunProgress so the epoch's bar is finished before the run-level line.
+        callbacks += [keras.callbacks.ProgbarLogger(), RunProgress(t.epochs)]
         print(
             f"training {cfg.model.name} ({model.count_params():,} parameters) on "
             f"{len(x_fit):,} images, validating on {len(x_val):,}; run folder {run.path}",
@@ -157,7 +161,7 @@ def train(cfg: Config, *, data: MnistArrays | None = None) -> RunResult:
         epochs=t.epochs,
         batch_size=t.batch_size,
         callbacks=callbacks,
-        verbose=t.verbose,
+        verbose=fit_verbose,
     )
     train_seconds = time.perf_counter() - start
 
