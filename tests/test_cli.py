@@ -85,3 +85,10 @@ def test_data_info_and_verify(mnist, capsys):
     assert json.loads(capsys.readouterr().out)["ok"] is True
     assert main(["data", "info", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)
+
+
+def test_start_up_is_quiet():
+    """TensorFlow's C++ start-up notes must not reach the user's terminal."""
+    result = run_cli("models")
+    assert result.returncode == 0 and "keras-example" in result.stdout
+    assert result.stderr == ""

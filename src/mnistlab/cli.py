@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from typing import Any
 
@@ -204,8 +205,30 @@ def _print_tree(d: dict[str, Any], indent: int = 0) -> None:
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models, "data": cmd_data}
 
 
+def _import_keras_quietly() -> None:
+    """Import Keras with TensorFlow's start-up notes (printed by C++ straight to fd 2) hidden.
+
+    TensorFlow 2.21 prints its oneDNN notice before its logging starts, so TF_CPP_MIN_LOG_LEVEL
+    cannot hide it; an exception from the import still reaches the user, after stderr is back.
+    """
+    if "keras" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "data":
+        _import_keras_quietly()
     try:
         return COMMANDS[args.command](args)
     except MnistlabError as e:
