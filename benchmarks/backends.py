@@ -46,7 +46,7 @@ d = load_mnist(progress=False)
 x, y = preprocess_images(d.x_train[:54000]), one_hot(d.y_train[:54000])
 xt = preprocess_images(d.x_test)
 keras.utils.set_random_seed(0)
-model = build_model(get_preset("keras-example"))
+model = build_model(get_preset("keras-example").model)
 model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
 epoch_s = []
 for _ in range(epochs):

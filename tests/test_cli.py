@@ -59,7 +59,7 @@ def test_train_then_evaluate_end_to_end(mnist, tmp_path):
 def test_models_lists_presets(capsys):
     assert main(["models", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert rows["linear"]["params"] == 7_850 and rows["cnn"]["default"]
+    assert rows["linear"]["params"] == 7_850 and rows["fast"]["default"]
     assert main(["models"]) == 0
     assert "keras-example" in capsys.readouterr().out
 

@@ -41,8 +41,25 @@ def test_model_config_rejects_bad_values(kwargs):
         ModelConfig(**kwargs)
 
 
+def test_model_config_rejects_stride_three():
+    with pytest.raises(ConfigError, match="strides"):
+        ModelConfig(strides=3)
+
+
 @pytest.mark.parametrize(
-    "kwargs", [{"epochs": 0}, {"batch_size": 0}, {"learning_rate": 0}, {"validation_split": 1.0}]
+    "kwargs",
+    [
+        {"epochs": 0},
+        {"batch_size": 0},
+        {"learning_rate": 0},
+        {"validation_split": 1.0},
+        {"validation_split": 0.0, "patience": 3},  # early stopping needs something to watch
+        {"schedule": "sawtooth"},
+        {"warmup": 1.0},
+        {"label_smoothing": 1.0},
+        {"augment": -1},
+        {"ensemble": 0},
+    ],
 )
 def test_train_config_rejects_bad_values(kwargs):
     with pytest.raises(ConfigError):

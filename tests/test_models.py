@@ -13,16 +13,31 @@ from mnistlab.models import PRESETS, REGISTRY, build_model, get_preset
 # Pinned by hand from the layer shapes, so a change to a preset is a deliberate one:
 # linear 784*10+10; mlp 784*256+256 + 256*10+10; cnn conv 9*32+32, 9*32*64+64, dense 7*7*64*128+128,
 # out 128*10+10; keras-example (keras-io mnist_convnet) 320 + 18,496 + 5*5*64*10+10.
-PARAM_COUNTS = {"linear": 7_850, "mlp": 203_530, "cnn": 421_642, "keras-example": 34_826}
+# fast: stem 5*5*32 + BN 4*32, conv 9*32*64 + BN 4*64, dense 7*7*64*128 + BN 4*128, out 1,290.
+PARAM_COUNTS = {
+    "linear": 7_850,
+    "mlp": 203_530,
+    "cnn": 421_642,
+    "keras-example": 34_826,
+    "fast": 422_826,
+}
 
 
 def test_every_preset_is_pinned():
-    assert set(PARAM_COUNTS) <= set(PRESETS)
+    assert set(PARAM_COUNTS) == set(PRESETS)
+
+
+def test_strides_and_stem_kernel():
+    cfg = ModelConfig(conv_filters=(8, 16), stem_kernel_size=5, kernel_size=3, strides=2, pooling="none", dense_units=())
+    model = build_model(cfg)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.kernel_size for c in convs] == [(5, 5), (3, 3)]
+    assert [c.output.shape[1] for c in convs] == [14, 7]  # each block halves 28 -> 14 -> 7
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_builds_softmax_over_ten_classes(name):
-    model = build_model(PRESETS[name])
+    model = build_model(PRESETS[name].model)
     assert model.input_shape == (None, *INPUT_SHAPE)
     assert model.output_shape == (None, NUM_CLASSES)
     probs = np.asarray(model(np.random.default_rng(0).random((3, *INPUT_SHAPE), dtype=np.float32)))
@@ -33,7 +48,7 @@ def test_preset_builds_softmax_over_ten_classes(name):
 
 def test_linear_is_wx_plus_b():
     """The linear preset computes softmax(x W + b) exactly: a NumPy oracle."""
-    model = build_model(PRESETS["linear"])
+    model = build_model(PRESETS["linear"].model)
     x = np.random.default_rng(1).random((4, *INPUT_SHAPE), dtype=np.float32)
     w, b = model.get_layer("output").get_weights()
     logits = x.reshape(4, -1) @ w + b
@@ -48,13 +63,13 @@ def _layer_types(model: keras.Model) -> list[str]:
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "gelu"])
 def test_activation_is_used(activation):
-    model = build_model(dataclasses.replace(get_preset("cnn"), activation=activation))
+    model = build_model(dataclasses.replace(get_preset("cnn").model, activation=activation))
     assert f"block0_{activation}0" in [layer.name for layer in model.layers]
 
 
 @pytest.mark.parametrize("pooling,layer", [("max", "MaxPooling2D"), ("avg", "AveragePooling2D")])
 def test_pooling_kind(pooling, layer):
-    model = build_model(dataclasses.replace(get_preset("cnn"), pooling=pooling))
+    model = build_model(dataclasses.replace(get_preset("cnn").model, pooling=pooling))
     assert _layer_types(model).count(layer) == 2
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mnistlab.config import (
+    DEFAULT_PRESET,
     Config,
     ModelConfig,
     TrainConfig,
@@ -13,9 +14,9 @@ from mnistlab.config import (
     read_config_file,
 )
 from mnistlab.data import one_hot, preprocess_images
-from mnistlab.models import get_preset
+from mnistlab.models import preset_config
 from mnistlab.runs import RunDir
-from mnistlab.train import split_train_val, train
+from mnistlab.train import augmentation, learning_rate, split_train_val, train
 
 TINY_MODEL = ModelConfig(name="tiny", conv_filters=(8,), dense_units=(16,))
 
@@ -86,14 +87,63 @@ def test_early_stopping_keeps_the_best_validation_epoch(mnist, tmp_path):
     assert kept["accuracy"] == pytest.approx(max(val), abs=1e-6)
 
 
+def test_onecycle_schedule_matches_its_formula():
+    t = TrainConfig(epochs=2, learning_rate=0.01, schedule="onecycle", warmup=0.25)
+    schedule = learning_rate(t, steps_per_epoch=50)  # 100 steps: 25 warming up, 75 decaying
+    lr = [float(schedule(step)) for step in (0, 25, 25 + 75 // 2, 100)]
+    assert lr[0] == pytest.approx(0.001)
+    assert lr[1] == pytest.approx(0.01)
+    assert lr[2] == pytest.approx(0.01 * 0.5 * (1 + np.cos(np.pi * 37 / 75)), rel=1e-4)
+    assert lr[3] == pytest.approx(0.0, abs=1e-8)
+    assert learning_rate(TrainConfig(learning_rate=0.002), 10) == 0.002
+
+
+def test_augmentation_only_in_training(mnist):
+    aug = augmentation(1.0)
+    x = preprocess_images(mnist.x_test[:16])
+    np.testing.assert_array_equal(np.asarray(aug(x, training=False)), x)
+    moved = np.asarray(aug(x, training=True))
+    assert moved.shape == x.shape and not np.allclose(moved, x)
+    assert moved.min() >= 0.0 and moved.max() <= 1.0 + 1e-6
+
+
+def test_no_validation_split_augmented_run(mnist, tmp_path):
+    cfg = tiny_config(tmp_path / "run", epochs=1, validation_split=0.0, augment=1.0, label_smoothing=0.1,
+                      schedule="onecycle")
+    result = train(cfg, data=mnist)
+    assert result.metrics["train_images"] == 1200 and result.metrics["val_accuracy"] is None
+    with open(result.run.history) as f:
+        assert next(csv.DictReader(f)).get("val_accuracy") in (None, "NA")  # Keras writes NA
+    saved = RunDir.open(result.run.path).load_model()
+    assert not any("augmentation" in layer.name or "random" in layer.name for layer in saved.layers)
+
+
+def test_ensemble_is_the_mean_of_its_members(mnist, tmp_path):
+    cfg = tiny_config(tmp_path / "ens", epochs=1, ensemble=2, seed=3)
+    result = train(cfg, data=mnist)
+    m = result.metrics
+    assert m["members"] == 2 and len(m["member_test_accuracy"]) == 2
+    members = [RunDir.open(tmp_path / "ens" / "members" / f"seed{s}").load_model() for s in (3, 4)]
+    x = preprocess_images(mnist.x_test[:20])
+    expected = np.mean([member.predict(x, verbose=0) for member in members], axis=0)
+    ensemble = RunDir.open(result.run.path).load_model()
+    np.testing.assert_allclose(ensemble.predict(x, verbose=0), expected, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_default_preset_reaches_99_percent(mnist, tmp_path):
+    cfg = preset_config(DEFAULT_PRESET, out=str(tmp_path / "default"), verbose=2)
+    assert train(cfg, data=mnist).metrics["test_accuracy"] >= 0.990
+
+
 @pytest.mark.slow
 def test_cnn_preset_reaches_99_percent(mnist, tmp_path):
-    cfg = Config(model=get_preset("cnn"), train=TrainConfig(out=str(tmp_path / "cnn"), verbose=2))
+    cfg = preset_config("cnn", out=str(tmp_path / "cnn"), verbose=2)
     assert train(cfg, data=mnist).metrics["test_accuracy"] >= 0.990
 
 
 @pytest.mark.slow
 def test_linear_preset_is_softmax_regression_accuracy(mnist, tmp_path):
-    cfg = Config(model=get_preset("linear"), train=TrainConfig(out=str(tmp_path / "linear"), verbose=2))
+    cfg = preset_config("linear", out=str(tmp_path / "linear"), verbose=2)
     acc = train(cfg, data=mnist).metrics["test_accuracy"]
     assert 0.91 <= acc <= 0.935

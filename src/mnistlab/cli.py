@@ -111,7 +111,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if args.model:
         # An explicit --model names the run even when the file came from another preset.
         model_over.setdefault("name", args.model)
-    return resolve_config(preset, file_data, model_over, train_over)
+    return resolve_config(preset.model, file_data, model_over, train_over, preset.train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -124,8 +124,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                       progress=t.verbose > 0)
     result = train(cfg, data=data)
     m = result.metrics
-    print(f"test accuracy {m['test_accuracy'] * 100:.2f} %  loss {m['test_loss']:.4f}  "
-          f"({m['epochs_run']} epochs, {m['train_seconds']:.0f} s)")
+    if "members" in m:
+        detail = (f"ensemble of {m['members']}, members {m['member_test_accuracy_mean'] * 100:.2f} % "
+                  f"on average, {m['train_seconds']:.0f} s")
+    else:
+        detail = f"{m['epochs_run']} epochs, {m['train_seconds']:.0f} s"
+    print(f"test accuracy {m['test_accuracy'] * 100:.2f} %  loss {m['test_loss']:.4f}  ({detail})")
     print(f"run folder {result.run.path}")
     return 0
 
@@ -157,9 +161,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     from mnistlab.models import PRESETS, build_model
 
     rows = [
-        {"name": name, "arch": cfg.arch, "params": build_model(cfg).count_params(),
+        {"name": name, "arch": preset.model.arch, "params": build_model(preset.model).count_params(),
          "default": name == DEFAULT_PRESET}
-        for name, cfg in PRESETS.items()
+        for name, preset in PRESETS.items()
     ]
     if args.json:
         print(json.dumps(rows))

@@ -24,7 +24,8 @@ from mnistlab.files import atomic_write_text
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "elu", "selu", "swish", "linear")
 POOLINGS = ("max", "avg", "none")
 PADDINGS = ("same", "valid")
-DEFAULT_PRESET = "cnn"  # what `mnistlab train` trains with no --model; see models.PRESETS
+SCHEDULES = ("constant", "onecycle")
+DEFAULT_PRESET = "fast"  # what `mnistlab train` trains with no --model; see models.PRESETS
 
 
 class ConfigError(MnistlabError):
@@ -40,6 +41,8 @@ class ModelConfig:
     conv_filters: tuple[int, ...] = (32, 64)  # one entry per conv block: its filter count
     convs_per_block: int = 1  # conv layers in each block before the pooling (>= 1)
     kernel_size: int = 3  # square kernel side, pixels
+    stem_kernel_size: int = 0  # kernel side of the very first conv (a wider stem); 0 = kernel_size
+    strides: int = 1  # stride of each block's first conv; 2 halves the resolution (pooling="none")
     padding: str = "same"  # same | valid
     activation: str = "relu"  # conv activation, one of ACTIVATIONS
     pooling: str = "max"  # max | avg | none, 2x2 stride 2 after each block
@@ -52,6 +55,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _check(self.convs_per_block >= 1, "convs_per_block must be at least 1")
         _check(self.kernel_size >= 1, "kernel_size must be at least 1")
+        _check(self.stem_kernel_size >= 0, "stem_kernel_size must be >= 0")
+        _check(self.strides in (1, 2), "strides must be 1 or 2")
         _check(all(f >= 1 for f in self.conv_filters), "conv_filters must all be >= 1")
         _check(all(u >= 1 for u in self.dense_units), "dense_units must all be >= 1")
         _check(self.activation in ACTIVATIONS, f"activation must be one of {', '.join(ACTIVATIONS)}")
@@ -71,9 +76,15 @@ class TrainConfig:
 
     epochs: int = 12  # upper bound; early stopping usually ends sooner
     batch_size: int = 128  # images per step
-    learning_rate: float = 1e-3  # Adam step size
-    validation_split: float = 0.1  # fraction of the training set held out, taken from its end
+    learning_rate: float = 1e-3  # Adam step size; the peak of the onecycle schedule
+    schedule: str = "constant"  # constant | onecycle (linear warm-up, then cosine decay to 0)
+    warmup: float = 0.2  # onecycle: fraction of all steps spent warming up, in [0, 1)
+    label_smoothing: float = 0.0  # in [0, 1): weight moved from the true class to all classes
+    augment: float = 0.0  # training-time augmentation strength, 0 = off; 1 = up to +-10 deg
+    # rotation, +-10 % shift and +-10 % zoom (never flips: a flipped digit is another digit)
+    validation_split: float = 0.1  # fraction of the training set held out from its end; 0 = none
     patience: int = 3  # epochs without val_accuracy gain before stopping (0 = never stop early)
+    ensemble: int = 1  # models trained with seeds seed, seed+1, ...; their mean is the model
     seed: int = 0  # seeds Python, NumPy and the backend; same seed + CPU = same run
     train_limit: int = 0  # use only the first N training images (0 = all); for quick tries
     test_limit: int = 0  # evaluate on the first N test images (0 = all 10,000)
@@ -86,8 +97,17 @@ class TrainConfig:
         _check(self.epochs >= 1, "epochs must be at least 1")
         _check(self.batch_size >= 1, "batch_size must be at least 1")
         _check(self.learning_rate > 0, "learning_rate must be > 0")
-        _check(0.0 < self.validation_split < 1.0, "validation_split must be in (0, 1)")
+        _check(0.0 <= self.validation_split < 1.0, "validation_split must be in [0, 1)")
         _check(self.patience >= 0, "patience must be >= 0")
+        _check(
+            self.validation_split > 0 or self.patience == 0,
+            "early stopping (patience > 0) needs a validation split",
+        )
+        _check(1 <= self.ensemble <= 64, "ensemble must be from 1 to 64")
+        _check(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}")
+        _check(0.0 <= self.warmup < 1.0, "warmup must be in [0, 1)")
+        _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)")
+        _check(0.0 <= self.augment <= 3.0, "augment must be in [0, 3]")
         _check(self.train_limit >= 0 and self.test_limit >= 0, "limits must be >= 0")
         _check(self.verbose in (0, 1, 2), "verbose must be 0, 1 or 2")
 
@@ -201,11 +221,13 @@ def resolve_config(
     file_data: dict[str, Any] | None = None,
     model_overrides: dict[str, Any] | None = None,
     train_overrides: dict[str, Any] | None = None,
+    preset_train: dict[str, Any] | None = None,
 ) -> Config:
-    """Layer a preset, a config file's tables and flag overrides into one frozen Config."""
+    """Layer a preset (its architecture and the run settings it chose), a config file's tables
+    and flag overrides into one frozen Config."""
     file_data = file_data or {}
     model_fields = {**file_data.get("model", {}), **(model_overrides or {})}
-    train_fields = {**file_data.get("train", {}), **(train_overrides or {})}
+    train_fields = {**(preset_train or {}), **file_data.get("train", {}), **(train_overrides or {})}
     model = dataclasses.replace(
         preset, **{k: coerce(ModelConfig, k, v) for k, v in model_fields.items()}
     )

@@ -9,6 +9,7 @@ checkpoint after every epoch, and a final score on the test set (never used to p
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from mnistlab.config import Config, write_config
+from mnistlab.config import Config, TrainConfig, write_config
 from mnistlab.data import MnistArrays, load_mnist, one_hot, preprocess_images
 from mnistlab.evaluate import evaluate
 from mnistlab.files import atomic_write_json
@@ -71,9 +72,10 @@ class RunProgress(keras.callbacks.Callback):
         elapsed = time.perf_counter() - self.start
         done = epoch + 1
         eta = elapsed / done * (self.epochs - done)
+        key = "val_accuracy" if "val_accuracy" in logs else "accuracy"
         print(
-            f"epoch {done}/{self.epochs}: val_accuracy {logs.get('val_accuracy', float('nan')) * 100:.2f} %"
-            f"  elapsed {elapsed:.0f} s  ETA {eta:.0f} s (sooner if it stops early)",
+            f"epoch {done}/{self.epochs}: {key} {logs.get(key, float('nan')) * 100:.2f} %"
+            f"  elapsed {elapsed:.0f} s  ETA {eta:.0f} s",
             flush=True,
         )
 
@@ -90,13 +92,53 @@ def seed_everything(seed: int) -> None:
 def split_train_val(
     x: np.ndarray, y: np.ndarray, validation_split: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Hold out the last `validation_split` of (x, y), as Keras's validation_split does."""
-    n_val = max(1, int(round(len(x) * validation_split)))
-    return x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
+    """Hold out the last `validation_split` of (x, y), as Keras's validation_split does.
+
+    A split of 0 holds out nothing: the validation arrays come back empty.
+    """
+    n_val = int(round(len(x) * validation_split))
+    if validation_split > 0:
+        n_val = max(1, n_val)
+    cut = len(x) - n_val
+    return x[:cut], y[:cut], x[cut:], y[cut:]
+
+
+def learning_rate(t: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The Adam step size: constant, or one-cycle (linear warm-up from 1/10, then cosine to 0)."""
+    if t.schedule == "constant":
+        return t.learning_rate
+    total = t.epochs * steps_per_epoch
+    warmup = int(total * t.warmup)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=t.learning_rate / 10,
+        decay_steps=max(1, total - warmup),
+        alpha=0.0,
+        warmup_target=t.learning_rate,
+        warmup_steps=warmup,
+    )
+
+
+def augmentation(strength: float) -> keras.Sequential:
+    """Digit-safe random distortions, active only in training: rotation, shift, zoom; no flips.
+
+    strength 1 means up to +-10 degrees, +-10 % of the side (2.8 px) and +-10 % zoom, the range
+    within which a written digit stays the same digit; the empty border is filled with black.
+    """
+    return keras.Sequential(
+        [
+            keras.layers.RandomRotation(strength * 10 / 360, fill_mode="constant"),
+            keras.layers.RandomTranslation(strength * 0.1, strength * 0.1, fill_mode="constant"),
+            keras.layers.RandomZoom(strength * 0.1, fill_mode="constant"),
+        ],
+        name="augmentation",
+    )
 
 
 def train(cfg: Config, *, data: MnistArrays | None = None) -> RunResult:
     """Train the model `cfg.model` describes with the settings in `cfg.train`.
+
+    With cfg.train.ensemble > 1 this trains that many members and keeps their average
+    (see train_ensemble).
 
     Args:
         cfg: the resolved configuration.
@@ -113,6 +155,8 @@ def train(cfg: Config, *, data: MnistArrays | None = None) -> RunResult:
     t = cfg.train
     if data is None:
         data = load_mnist(path=t.data_path or None, offline=t.offline, progress=t.verbose > 0)
+    if t.ensemble > 1:
+        return train_ensemble(cfg, data)
     # Seed before building: the initial weights come from the same generator as the shuffling.
     seed_everything(t.seed)
     model = build_model(cfg.model)
@@ -127,9 +171,15 @@ def train(cfg: Config, *, data: MnistArrays | None = None) -> RunResult:
     if t.test_limit:
         x_test, y_test = x_test[: t.test_limit], y_test[: t.test_limit]
 
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=t.learning_rate),
-        loss="categorical_crossentropy",
+    # Augmentation wraps the model for fitting only; the saved model is the bare network.
+    trainer = model
+    if t.augment > 0:
+        inputs = keras.Input(model.input_shape[1:], name="image")
+        trainer = keras.Model(inputs, model(augmentation(t.augment)(inputs)), name=f"{model.name}_train")
+    steps_per_epoch = -(-len(x_fit) // t.batch_size)
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate(t, steps_per_epoch)),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
         metrics=["accuracy"],
     )
     callbacks: list[keras.callbacks.Callback] = [
@@ -147,17 +197,18 @@ def train(cfg: Config, *, data: MnistArrays | None = None) -> RunResult:
     if t.verbose:
         # Listed before RunProgress so the epoch's bar is finished before the run-level line.
         callbacks += [keras.callbacks.ProgbarLogger(), RunProgress(t.epochs)]
+        held_out = f"validating on {len(x_val):,}" if len(x_val) else "no validation split"
         print(
             f"training {cfg.model.name} ({model.count_params():,} parameters) on "
-            f"{len(x_fit):,} images, validating on {len(x_val):,}; run folder {run.path}",
+            f"{len(x_fit):,} images, {held_out}; run folder {run.path}",
             flush=True,
         )
 
     start = time.perf_counter()
-    history = model.fit(
+    history = trainer.fit(
         preprocess_images(x_fit),
         one_hot(y_fit),
-        validation_data=(preprocess_images(x_val), one_hot(y_val)),
+        validation_data=(preprocess_images(x_val), one_hot(y_val)) if len(x_val) else None,
         epochs=t.epochs,
         batch_size=t.batch_size,
         callbacks=callbacks,
@@ -167,17 +218,72 @@ def train(cfg: Config, *, data: MnistArrays | None = None) -> RunResult:
 
     test = evaluate(model, x_test, y_test)
     save_model_atomic(model, run.model)
-    val_acc = history.history["val_accuracy"]
-    best_epoch = int(np.argmax(val_acc)) if t.patience > 0 else len(val_acc) - 1
+    epochs_run = len(history.history["loss"])
+    val_acc = history.history.get("val_accuracy")
+    kept = int(np.argmax(val_acc)) if t.patience > 0 else epochs_run - 1
     metrics = {
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
         "test_images": test["n"],
-        "val_accuracy": float(val_acc[best_epoch]),
-        "epochs_run": len(val_acc),
-        "kept_epoch": best_epoch + 1,
+        "val_accuracy": float(val_acc[kept]) if val_acc else None,
+        "epochs_run": epochs_run,
+        "kept_epoch": kept + 1,
         "train_seconds": round(train_seconds, 2),
         "train_images": len(x_fit),
+        "train_images_per_s": round(len(x_fit) * epochs_run / train_seconds),
+        "params": int(model.count_params()),
+        "seed": t.seed,
+        "data": {"source": data.source, "sha256": data.checksums()},
+        "versions": library_versions(),
+        "machine": machine_info(),
+        "command": command_line(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_json(run.metrics, metrics)
+    return RunResult(run=run, model=model, metrics=metrics)
+
+
+def train_ensemble(cfg: Config, data: MnistArrays) -> RunResult:
+    """Train cfg.train.ensemble members (seeds seed, seed+1, ...) and save their mean as one model.
+
+    The saved model takes an image and returns the average of the members' probabilities, so it
+    is loaded, evaluated, exported and served like any single model. Each member's own run
+    folder is kept under members/.
+    """
+    t = cfg.train
+    run = RunDir.create(t.out, f"{cfg.model.name}-ensemble{t.ensemble}")
+    write_config(cfg, run.config)
+    (run.path / "members").mkdir()
+    members = []
+    for k in range(t.ensemble):
+        seed = t.seed + k
+        member_train = dataclasses.replace(t, ensemble=1, seed=seed, out=str(run.path / "members" / f"seed{seed}"))
+        if t.verbose:
+            print(f"ensemble member {k + 1}/{t.ensemble} (seed {seed})", flush=True)
+        members.append(train(dataclasses.replace(cfg, train=member_train), data=data))
+
+    inputs = keras.Input(members[0].model.input_shape[1:], name="image")
+    # Members are renamed: a functional model needs unique names for the models inside it.
+    outputs = []
+    for k, member in enumerate(members):
+        member.model.name = f"member{k}"
+        outputs.append(member.model(inputs))
+    model = keras.Model(inputs, keras.layers.Average(name="mean_probability")(outputs), name=run.path.name)
+
+    x_test, y_test = data.x_test, data.y_test
+    if t.test_limit:
+        x_test, y_test = x_test[: t.test_limit], y_test[: t.test_limit]
+    test = evaluate(model, x_test, y_test)
+    save_model_atomic(model, run.model)
+    member_acc = [m.metrics["test_accuracy"] for m in members]
+    metrics = {
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "test_images": test["n"],
+        "members": len(members),
+        "member_test_accuracy": member_acc,
+        "member_test_accuracy_mean": float(np.mean(member_acc)),
+        "train_seconds": round(sum(m.metrics["train_seconds"] for m in members), 2),
         "params": int(model.count_params()),
         "seed": t.seed,
         "data": {"source": data.source, "sha256": data.checksums()},
