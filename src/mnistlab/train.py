@@ -134,7 +134,12 @@ def augmentation(strength: float) -> keras.Sequential:
     )
 
 
-def train(cfg: Config, *, data: MnistArrays | None = None) -> RunResult:
+def train(
+    cfg: Config,
+    *,
+    data: MnistArrays | None = None,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+) -> RunResult:
     """Train the model `cfg.model` describes with the settings in `cfg.train`.
 
     With cfg.train.ensemble > 1 this trains that many members and keeps their average
@@ -143,6 +148,7 @@ def train(cfg: Config, *, data: MnistArrays | None = None) -> RunResult:
     Args:
         cfg: the resolved configuration.
         data: MNIST arrays already in memory; loaded (cache, path or download) when None.
+        callbacks: extra Keras callbacks for fit (a benchmark's clock, a tuner's pruner).
 
     Returns:
         The run folder (model.keras, config.toml, history.csv, checkpoint.keras, metrics.json),
@@ -156,7 +162,7 @@ def train(cfg: Config, *, data: MnistArrays | None = None) -> RunResult:
     if data is None:
         data = load_mnist(path=t.data_path or None, offline=t.offline, progress=t.verbose > 0)
     if t.ensemble > 1:
-        return train_ensemble(cfg, data)
+        return train_ensemble(cfg, data, callbacks=callbacks)
     # Seed before building: the initial weights come from the same generator as the shuffling.
     seed_everything(t.seed)
     model = build_model(cfg.model)
@@ -182,10 +188,7 @@ def train(cfg: Config, *, data: MnistArrays | None = None) -> RunResult:
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
         metrics=["accuracy"],
     )
-    callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.CSVLogger(str(run.history)),
-        EpochCheckpoint(run),
-    ]
+    callbacks = [keras.callbacks.CSVLogger(str(run.history)), EpochCheckpoint(run), *(callbacks or [])]
     if t.patience > 0:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -243,7 +246,9 @@ def train(cfg: Config, *, data: MnistArrays | None = None) -> RunResult:
     return RunResult(run=run, model=model, metrics=metrics)
 
 
-def train_ensemble(cfg: Config, data: MnistArrays) -> RunResult:
+def train_ensemble(
+    cfg: Config, data: MnistArrays, callbacks: list[keras.callbacks.Callback] | None = None
+) -> RunResult:
     """Train cfg.train.ensemble members (seeds seed, seed+1, ...) and save their mean as one model.
 
     The saved model takes an image and returns the average of the members' probabilities, so it
@@ -260,7 +265,7 @@ def train_ensemble(cfg: Config, data: MnistArrays) -> RunResult:
         member_train = dataclasses.replace(t, ensemble=1, seed=seed, out=str(run.path / "members" / f"seed{seed}"))
         if t.verbose:
             print(f"ensemble member {k + 1}/{t.ensemble} (seed {seed})", flush=True)
-        members.append(train(dataclasses.replace(cfg, train=member_train), data=data))
+        members.append(train(dataclasses.replace(cfg, train=member_train), data=data, callbacks=callbacks))
 
     inputs = keras.Input(members[0].model.input_shape[1:], name="image")
     # Members are renamed: a functional model needs unique names for the models inside it.
