@@ -173,9 +173,6 @@ def train(
     if t.train_limit:
         x_all, y_all = x_all[: t.train_limit], y_all[: t.train_limit]
     x_fit, y_fit, x_val, y_val = split_train_val(x_all, y_all, t.validation_split)
-    x_test, y_test = data.x_test, data.y_test
-    if t.test_limit:
-        x_test, y_test = x_test[: t.test_limit], y_test[: t.test_limit]
 
     # Augmentation wraps the model for fitting only; the saved model is the bare network.
     trainer = model
@@ -219,21 +216,32 @@ def train(
     )
     train_seconds = time.perf_counter() - start
 
-    test = evaluate(model, x_test, y_test)
-    save_model_atomic(model, run.model)
     epochs_run = len(history.history["loss"])
     val_acc = history.history.get("val_accuracy")
     kept = int(np.argmax(val_acc)) if t.patience > 0 else epochs_run - 1
-    metrics = {
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
-        "test_images": test["n"],
+    return _finish(run, model, t, data, {
         "val_accuracy": float(val_acc[kept]) if val_acc else None,
         "epochs_run": epochs_run,
         "kept_epoch": kept + 1,
         "train_seconds": round(train_seconds, 2),
         "train_images": len(x_fit),
         "train_images_per_s": round(len(x_fit) * epochs_run / train_seconds),
+    })
+
+
+def _finish(run: RunDir, model: keras.Model, t: TrainConfig, data: MnistArrays, details: dict[str, Any]) -> RunResult:
+    """Score the final model on the test set, save it, and write metrics.json: the scores, the
+    run's own details, then what makes the figure reproducible (seed, data, versions, machine)."""
+    x_test, y_test = data.x_test, data.y_test
+    if t.test_limit:
+        x_test, y_test = x_test[: t.test_limit], y_test[: t.test_limit]
+    test = evaluate(model, x_test, y_test)
+    save_model_atomic(model, run.model)
+    metrics = {
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "test_images": test["n"],
+        **details,
         "params": int(model.count_params()),
         "seed": t.seed,
         "data": {"source": data.source, "sha256": data.checksums()},
@@ -275,27 +283,10 @@ def train_ensemble(
         outputs.append(member.model(inputs))
     model = keras.Model(inputs, keras.layers.Average(name="mean_probability")(outputs), name=run.path.name)
 
-    x_test, y_test = data.x_test, data.y_test
-    if t.test_limit:
-        x_test, y_test = x_test[: t.test_limit], y_test[: t.test_limit]
-    test = evaluate(model, x_test, y_test)
-    save_model_atomic(model, run.model)
     member_acc = [m.metrics["test_accuracy"] for m in members]
-    metrics = {
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
-        "test_images": test["n"],
+    return _finish(run, model, t, data, {
         "members": len(members),
         "member_test_accuracy": member_acc,
         "member_test_accuracy_mean": float(np.mean(member_acc)),
         "train_seconds": round(sum(m.metrics["train_seconds"] for m in members), 2),
-        "params": int(model.count_params()),
-        "seed": t.seed,
-        "data": {"source": data.source, "sha256": data.checksums()},
-        "versions": library_versions(),
-        "machine": machine_info(),
-        "command": command_line(),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    atomic_write_json(run.metrics, metrics)
-    return RunResult(run=run, model=model, metrics=metrics)
+    })
