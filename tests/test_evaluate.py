@@ -5,7 +5,16 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mnistlab.evaluate import confusion_matrix, evaluate, format_report, scores
+from mnistlab.data import preprocess_images
+from mnistlab.evaluate import (
+    TTA_SHIFTS,
+    confusion_matrix,
+    evaluate,
+    format_report,
+    predict_probs,
+    scores,
+    shift_images,
+)
 
 
 def _random_probs(n, seed=0):
@@ -59,3 +68,24 @@ def test_evaluate_runs_the_model_on_uint8_images():
     assert result["n"] == 5 and result["accuracy"] == pytest.approx(0.6)
     text = format_report(result)
     assert "test accuracy 60.00 %" in text and "confusion matrix" in text
+
+
+def test_shift_images_against_numpy_roll():
+    x = np.random.default_rng(0).integers(1, 256, (3, 28, 28)).astype(np.uint8)
+    for r, c in [(1, 0), (-1, 0), (0, 1), (0, -1), (2, -3)]:
+        rolled = np.roll(x, (r, c), axis=(1, 2))
+        shifted = shift_images(x, r, c)
+        rows = slice(max(r, 0), 28 + min(r, 0))
+        cols = slice(max(c, 0), 28 + min(c, 0))
+        np.testing.assert_array_equal(shifted[:, rows, cols], rolled[:, rows, cols])
+        assert shifted.sum() < x.sum()  # the uncovered border is black, not wrapped around
+    np.testing.assert_array_equal(shift_images(x, 0, 0), x)
+
+
+def test_tta_averages_the_shifted_predictions():
+    inputs = keras.Input((28, 28, 1))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs)))
+    x = np.random.default_rng(1).integers(0, 256, (4, 28, 28)).astype(np.uint8)
+    expected = np.mean([model.predict(preprocess_images(shift_images(x, r, c)), verbose=0) for r, c in TTA_SHIFTS], axis=0)
+    np.testing.assert_allclose(predict_probs(model, x, tta=True), expected, rtol=1e-6)
+    assert not np.allclose(predict_probs(model, x, tta=True), predict_probs(model, x))

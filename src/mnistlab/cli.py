@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder written by `mnistlab train`")
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p.add_argument("--limit", type=int, default=0, help="only the first N test images")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average over the image and its 1-pixel shifts")
     _data_flags(p)
 
     p = sub.add_parser("models", help="list the model presets with their parameter counts")
@@ -146,13 +148,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     x, y = data.x_test, data.y_test
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
-    result = {"run": str(run.path), **evaluate(model, x, y)}
+    result = {"run": str(run.path), "tta": args.tta, **evaluate(model, x, y, tta=args.tta)}
     if args.json:
         print(json.dumps(result))
         return 0
     print(format_report(result))
     recorded = run.read_metrics().get("test_accuracy")
-    if recorded is not None and not args.limit:
+    if recorded is not None and not args.limit and not args.tta:
         print(f"\nrecorded at training: {recorded * 100:.2f} %")
     return 0
 

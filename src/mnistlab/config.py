@@ -10,12 +10,12 @@ folder as `config.toml`, so `mnistlab train --config runs/x/config.toml` repeats
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import tomli_w
-import tomllib
 import yaml
 
 from mnistlab.errors import MnistlabError

@@ -68,14 +68,41 @@ def scores(probs: np.ndarray, y_true: np.ndarray) -> dict[str, Any]:
     }
 
 
-def predict_probs(model: Any, x_uint8: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Class probabilities for uint8 MNIST-format images, through the one preprocessing path."""
-    return np.asarray(model.predict(preprocess_images(x_uint8), batch_size=batch_size, verbose=0))
+# Test-time augmentation: the image itself and its one-pixel shifts (rows, columns). A digit
+# shifted by a pixel is the same digit; MNIST's centring is only accurate to about that much.
+TTA_SHIFTS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
 
 
-def evaluate(model: Any, x_uint8: np.ndarray, y_true: np.ndarray, batch_size: int = 1024) -> dict[str, Any]:
+def shift_images(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Shift (N, 28, 28) images by whole pixels, filling the uncovered border with black (0)."""
+    out = np.zeros_like(x)
+    h, w = x.shape[1:3]
+    out[:, max(rows, 0) : h + min(rows, 0), max(cols, 0) : w + min(cols, 0)] = x[
+        :, max(-rows, 0) : h + min(-rows, 0), max(-cols, 0) : w + min(-cols, 0)
+    ]
+    return out
+
+
+def predict_probs(model: Any, x_uint8: np.ndarray, batch_size: int = 1024, tta: bool = False) -> np.ndarray:
+    """Class probabilities for uint8 MNIST-format images, through the one preprocessing path.
+
+    With tta, the mean of the probabilities over TTA_SHIFTS (five forward passes).
+    """
+    shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
+    return np.mean(
+        [
+            np.asarray(model.predict(preprocess_images(shift_images(x_uint8, r, c)), batch_size=batch_size, verbose=0))
+            for r, c in shifts
+        ],
+        axis=0,
+    )
+
+
+def evaluate(
+    model: Any, x_uint8: np.ndarray, y_true: np.ndarray, batch_size: int = 1024, tta: bool = False
+) -> dict[str, Any]:
     """Score `model` on uint8 images (N, 28, 28) with integer labels; see `scores` for the dict."""
-    return scores(predict_probs(model, x_uint8, batch_size), y_true)
+    return scores(predict_probs(model, x_uint8, batch_size, tta), y_true)
 
 
 def format_report(result: dict[str, Any]) -> str:
