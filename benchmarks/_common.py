@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import statistics
+import time
 from typing import Any
+
+import numpy as np
 
 from mnistlab.runs import library_versions, machine_info
 
@@ -13,3 +17,19 @@ def header() -> dict[str, Any]:
     print(f"machine: {info['cpu']}, {info['cpu_count']} cores, {info['platform']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
     return info
+
+
+def inference(model: Any, x: np.ndarray) -> dict[str, float]:
+    """Images/s at batch 1024 over x, and the median latency of one image (predict_on_batch)."""
+    model.predict(x[:1024], batch_size=1024, verbose=0)
+    start = time.perf_counter()
+    model.predict(x, batch_size=1024, verbose=0)
+    batch_rate = len(x) / (time.perf_counter() - start)
+    one = x[:1]
+    model.predict_on_batch(one)
+    latencies = []
+    for _ in range(200):
+        start = time.perf_counter()
+        model.predict_on_batch(one)
+        latencies.append(time.perf_counter() - start)
+    return {"batch1024_img_s": round(batch_rate), "single_image_ms": round(statistics.median(latencies) * 1e3, 3)}

@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header  # noqa: E402
-
 import keras  # noqa: E402
+from _common import header, inference  # noqa: E402
 
 from mnistlab.data import load_mnist, preprocess_images  # noqa: E402
 from mnistlab.models import preset_config  # noqa: E402
@@ -56,22 +55,6 @@ class TestClock(keras.callbacks.Callback):
 def time_to(curve: list[tuple[float, float]], target: float) -> float | None:
     """Training seconds at the first epoch whose test accuracy reaches target; None if none did."""
     return next((seconds for seconds, acc in curve if acc >= target), None)
-
-
-def inference(model: keras.Model, x: np.ndarray) -> dict[str, float]:
-    """Images/s at batch 1024 over x, and the median latency of one image (predict_on_batch)."""
-    model.predict(x[:1024], batch_size=1024, verbose=0)
-    start = time.perf_counter()
-    model.predict(x, batch_size=1024, verbose=0)
-    batch_rate = len(x) / (time.perf_counter() - start)
-    one = x[:1]
-    model.predict_on_batch(one)
-    latencies = []
-    for _ in range(200):
-        start = time.perf_counter()
-        model.predict_on_batch(one)
-        latencies.append(time.perf_counter() - start)
-    return {"batch1024_img_s": round(batch_rate), "single_image_ms": round(statistics.median(latencies) * 1e3, 3)}
 
 
 def summarise(values: list[float | None]) -> dict[str, float | None]:
