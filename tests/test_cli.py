@@ -56,6 +56,18 @@ def test_train_then_evaluate_end_to_end(mnist, tmp_path):
     assert rerun_metrics["test_accuracy"] == metrics["test_accuracy"]
 
 
+def test_config_file_with_a_custom_model_name(tmp_path):
+    from mnistlab.cli import build_parser, config_from_args
+
+    file = tmp_path / "mine.toml"
+    file.write_text('[model]\nname = "mynet"\nconv_filters = [4]\n[train]\nepochs = 1\n')
+    cfg = config_from_args(build_parser().parse_args(["train", "--config", str(file), "--dropout", "0.1"]))
+    assert cfg.model.name == "mynet" and cfg.model.conv_filters == (4,) and cfg.model.dropout == 0.1
+    assert cfg.train.epochs == 1
+    named = config_from_args(build_parser().parse_args(["train", "--config", str(file), "--model", "fast"]))
+    assert named.model.name == "fast" and named.model.conv_filters == (4,)  # the file still wins over the preset
+
+
 def test_models_lists_presets(capsys):
     assert main(["models", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}

@@ -102,11 +102,15 @@ def _split_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """Defaults < preset < --config file < flags."""
-    from mnistlab.models import get_preset
+    from mnistlab.models import PRESETS, Preset, get_preset
 
     file_data = read_config_file(args.config) if args.config else {}
-    preset_name = args.model or file_data.get("model", {}).get("name") or DEFAULT_PRESET
-    preset = get_preset(preset_name)
+    file_name = file_data.get("model", {}).get("name")
+    if args.model or file_name is None:
+        preset = get_preset(args.model or DEFAULT_PRESET)
+    else:
+        # A file names its model; one that is no preset is described by the file alone.
+        preset = PRESETS.get(file_name, Preset(ModelConfig()))
     model_over, train_over = _split_overrides(args)
     if args.quiet:
         train_over["verbose"] = 0
