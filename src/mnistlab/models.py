@@ -38,22 +38,29 @@ def _regularizer(cfg: ModelConfig) -> keras.regularizers.Regularizer | None:
     return keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
 
 
+def _norm_act(x: keras.KerasTensor, cfg: ModelConfig, activation: str, prefix: str, index: str = "") -> keras.KerasTensor:
+    """Optional batch norm, then the activation: what follows every conv and hidden dense layer.
+
+    Layers before it drop their bias when batch norm is on: its beta does the same job.
+    """
+    if cfg.batch_norm:
+        x = layers.BatchNormalization(name=f"{prefix}_bn{index}")(x)
+    return layers.Activation(activation, name=f"{prefix}_{activation}{index}")(x)
+
+
 def _head(x: keras.KerasTensor, cfg: ModelConfig) -> keras.KerasTensor:
     """Flatten, hidden dense layers, then the 10-way softmax; dropout before each dense layer."""
     x = layers.Flatten(name="flatten")(x)
     for i, units in enumerate(cfg.dense_units):
         if cfg.dropout > 0:
             x = layers.Dropout(cfg.dropout, name=f"dense{i}_dropout")(x)
-        # The bias is redundant when batch norm follows: its beta does the same job.
         x = layers.Dense(
             units,
             use_bias=not cfg.batch_norm,
             kernel_regularizer=_regularizer(cfg),
             name=f"dense{i}",
         )(x)
-        if cfg.batch_norm:
-            x = layers.BatchNormalization(name=f"dense{i}_bn")(x)
-        x = layers.Activation(cfg.dense_activation, name=f"dense{i}_{cfg.dense_activation}")(x)
+        x = _norm_act(x, cfg, cfg.dense_activation, f"dense{i}")
     if cfg.dropout > 0:
         x = layers.Dropout(cfg.dropout, name="output_dropout")(x)
     return layers.Dense(
@@ -96,9 +103,7 @@ def cnn(cfg: ModelConfig) -> keras.Model:
                 kernel_regularizer=_regularizer(cfg),
                 name=f"block{b}_conv{c}",
             )(x)
-            if cfg.batch_norm:
-                x = layers.BatchNormalization(name=f"block{b}_bn{c}")(x)
-            x = layers.Activation(cfg.activation, name=f"block{b}_{cfg.activation}{c}")(x)
+            x = _norm_act(x, cfg, cfg.activation, f"block{b}", str(c))
         if cfg.pooling == "max":
             x = layers.MaxPooling2D(2, name=f"block{b}_maxpool")(x)
         elif cfg.pooling == "avg":
