@@ -1,6 +1,6 @@
-"""Accuracy of a preset over several seeds, then of their ensemble, with and without TTA.
+"""The most accurate single model here: the `best` preset over seeds, then their ensemble and TTA.
 
-    python benchmarks/best_accuracy.py [--seeds 3] [--preset fast]
+    python benchmarks/best_accuracy.py [--seeds 3] [--preset best]
 
 Each seed is trained through mnistlab's own train() with the preset's fixed schedule (no
 validation split, no early stopping), and its final model is scored once on the test set: the
@@ -33,7 +33,7 @@ from mnistlab.train import train  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
-    parser.add_argument("--preset", default="fast", help="preset to measure (a `best` preset is still to come)")
+    parser.add_argument("--preset", default="best", help="preset to measure")
     args = parser.parse_args()
 
     info = header()

@@ -14,12 +14,15 @@ from mnistlab.models import PRESETS, REGISTRY, build_model, get_preset
 # linear 784*10+10; mlp 784*256+256 + 256*10+10; cnn conv 9*32+32, 9*32*64+64, dense 7*7*64*128+128,
 # out 128*10+10; keras-example (keras-io mnist_convnet) 320 + 18,496 + 5*5*64*10+10.
 # fast: stem 5*5*32 + BN 4*32, conv 9*32*64 + BN 4*64, dense 7*7*64*128 + BN 4*128, out 1,290.
+# best: convs 9*(32 + 32*32 + 32*64 + 64*64 + 64*128 + 128*128) + BN 4*2*(32+64+128),
+# dense 4*4*128*256 + BN 4*256, out 2,570.
 PARAM_COUNTS = {
     "linear": 7_850,
     "mlp": 203_530,
     "cnn": 421_642,
     "keras-example": 34_826,
     "fast": 422_826,
+    "best": 815_658,
 }
 
 
