@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import keras  # noqa: E402
+import mnistlab  # noqa: E402, F401  (chooses the backend and quiets TensorFlow before Keras loads)
+import keras  # noqa: E402, I001
 from _common import header, inference  # noqa: E402
 
 from mnistlab.data import load_mnist, preprocess_images  # noqa: E402

@@ -51,6 +51,7 @@ def test_model_config_rejects_stride_three():
     [
         {"epochs": 0},
         {"batch_size": 0},
+        {"steps_per_execution": 0},
         {"learning_rate": 0},
         {"validation_split": 1.0},
         {"validation_split": 0.0, "patience": 3},  # early stopping needs something to watch

@@ -76,6 +76,8 @@ class TrainConfig:
 
     epochs: int = 12  # upper bound; early stopping usually ends sooner
     batch_size: int = 128  # images per step
+    steps_per_execution: int = 16  # steps per call into the compiled graph; more = less Python
+    # overhead per step (the progress bar then moves every N steps); 1 = Keras's default
     learning_rate: float = 1e-3  # Adam step size; the peak of the onecycle schedule
     schedule: str = "constant"  # constant | onecycle (linear warm-up, then cosine decay to 0)
     warmup: float = 0.2  # onecycle: fraction of all steps spent warming up, in [0, 1)
@@ -96,6 +98,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs must be at least 1")
         _check(self.batch_size >= 1, "batch_size must be at least 1")
+        _check(self.steps_per_execution >= 1, "steps_per_execution must be at least 1")
         _check(self.learning_rate > 0, "learning_rate must be > 0")
         _check(0.0 <= self.validation_split < 1.0, "validation_split must be in [0, 1)")
         _check(self.patience >= 0, "patience must be >= 0")

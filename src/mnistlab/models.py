@@ -139,7 +139,8 @@ PRESETS: dict[str, Preset] = {
         )
     ),
     # keras-io "Simple MNIST convnet" (mnist_convnet.py) and its recipe (Adam, batch 128,
-    # validation split 0.1), unchanged: the reference peer in benchmarks. 34,826 parameters.
+    # validation split 0.1, one step per call as model.fit runs it), unchanged: the reference
+    # peer in benchmarks. 34,826 parameters.
     "keras-example": Preset(
         ModelConfig(
             name="keras-example",
@@ -150,12 +151,16 @@ PRESETS: dict[str, Preset] = {
             dense_units=(),
             dropout=0.5,
         ),
-        {"epochs": 15, "batch_size": 128, "validation_split": 0.1, "patience": 0},
+        {"epochs": 15, "batch_size": 128, "steps_per_execution": 1, "validation_split": 0.1, "patience": 0},
     ),
     # Shortest wall time to 99 % here (benchmarks/time_to_accuracy.py): stride-2 convs instead of
     # full-resolution convs + pooling (a quarter of the arithmetic), a 5x5 stem (99.1 % vs 99.0 %
-    # for 3x3 after two epochs, 3 seeds vs 1), batch norm so a high learning rate is stable, and
-    # a fixed two-epoch one-cycle schedule on all 60,000 images.
+    # for 3x3 after two epochs), batch norm so a high learning rate is stable, and a single
+    # one-cycle epoch on all 60,000 images. Seeds 0-2 through train(), peak 1.5e-2: warm-up 0.3
+    # gave 99.20 / 99.13 / 99.07 %, warm-up 0.2 99.18 / 99.06 / 99.00 %, peak 1e-2 98.95 % on
+    # one seed; holding out 5 % for validation cost about as much as the seed spread (99.07 /
+    # 99.19 / 98.98 %); batch 64 was more accurate (99.2 %) but 1.5x slower. Half the channels
+    # ran 1.5x faster but missed 99 %.
     "fast": Preset(
         ModelConfig(
             name="fast",
@@ -169,10 +174,11 @@ PRESETS: dict[str, Preset] = {
             batch_norm=True,
         ),
         {
-            "epochs": 2,
+            "epochs": 1,
             "batch_size": 128,
-            "learning_rate": 5e-3,
+            "learning_rate": 1.5e-2,
             "schedule": "onecycle",
+            "warmup": 0.3,
             "label_smoothing": 0.1,
             "validation_split": 0.0,
             "patience": 0,

@@ -184,6 +184,7 @@ def train(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate(t, steps_per_epoch)),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
         metrics=["accuracy"],
+        steps_per_execution=t.steps_per_execution,
     )
     callbacks = [keras.callbacks.CSVLogger(str(run.history)), EpochCheckpoint(run), *(callbacks or [])]
     if t.patience > 0:
