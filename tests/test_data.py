@@ -16,7 +16,6 @@ import zipfile
 import numpy as np
 import pytest
 
-from mnistlab import data
 from mnistlab.data import (
     INPUT_SHAPE,
     MNIST_SHA256,
@@ -29,6 +28,7 @@ from mnistlab.data import (
     preprocess_images,
     verify,
 )
+from mnistlab.data import mnist as data
 
 # SHA-256 of the uncompressed IDX files, from /work/shared/data/MNIST.md: an oracle for write_idx.
 IDX_FILE_SHA256 = {

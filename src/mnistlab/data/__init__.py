@@ -1,0 +1,89 @@
+"""Pixels for mnistlab: verified MNIST and its model input (`mnist`), users' own images.
+
+    mnistlab data info       # the MNIST cache, its arrays and class counts
+    python -c "from mnistlab.data import prepare_image; print(prepare_image('digit.jpg').image)"
+
+`mnist` finds, verifies and caches the MNIST arrays and turns digits into model input
+(`preprocess_images`, `one_hot`). Users' photos and drawings go through `decode` (files to grey
+levels: `decode_image`), `images` (MNIST's own normalisation of one digit: `prepare_image`) and
+`segment` (each digit of a written number: `segment_digits`), so their output can follow the same
+path. Every public name of these modules is importable from here.
+"""
+
+import importlib
+from typing import TYPE_CHECKING
+
+from mnistlab.data.mnist import (
+    IMAGE_SIZE,
+    INPUT_SHAPE,
+    MNIST_SHA256,
+    NUM_CLASSES,
+    DataError,
+    MnistArrays,
+    default_cache_dir,
+    fetch,
+    info,
+    load_mnist,
+    one_hot,
+    preprocess_images,
+    verify,
+)
+
+if TYPE_CHECKING:  # what __getattr__ below returns, spelled out for type checkers and IDEs
+    from mnistlab.data.decode import MAX_PIXELS, ImageError, decode_image
+    from mnistlab.data.images import (
+        DIGIT_BOX,
+        PREPROCESSING_VERSION,
+        Prepared,
+        prepare_image,
+    )
+    from mnistlab.data.segment import segment_digits
+
+# Loaded on first use: Pillow and SciPy add ~0.2 s (measured with `python -X importtime`), which
+# `mnistlab data info`, training and evaluation would pay without ever decoding an image.
+# Name -> the module under mnistlab.data that defines it.
+_LAZY_MODULES = {
+    "ImageError": "decode",
+    "MAX_PIXELS": "decode",
+    "decode_image": "decode",
+    "DIGIT_BOX": "images",
+    "PREPROCESSING_VERSION": "images",
+    "Prepared": "images",
+    "prepare_image": "images",
+    "segment_digits": "segment",
+}
+
+__all__ = [
+    "DIGIT_BOX",
+    "IMAGE_SIZE",
+    "INPUT_SHAPE",
+    "MAX_PIXELS",
+    "MNIST_SHA256",
+    "NUM_CLASSES",
+    "PREPROCESSING_VERSION",
+    "DataError",
+    "ImageError",
+    "MnistArrays",
+    "Prepared",
+    "decode_image",
+    "default_cache_dir",
+    "fetch",
+    "info",
+    "load_mnist",
+    "one_hot",
+    "prepare_image",
+    "preprocess_images",
+    "segment_digits",
+    "verify",
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        module = importlib.import_module(f"{__name__}.{_LAZY_MODULES[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
