@@ -20,7 +20,13 @@ import numpy as np
 
 from mnistlab.config import Config, TrainConfig, write_config
 from mnistlab.data import MnistArrays, load_mnist, one_hot, preprocess_images
-from mnistlab.evaluate import evaluate
+from mnistlab.evaluate import (
+    apply_temperature,
+    evaluate,
+    expected_calibration_error,
+    fit_temperature,
+    predict_probs,
+)
 from mnistlab.files import atomic_write_json
 from mnistlab.models import build_model
 from mnistlab.runs import (
@@ -103,6 +109,14 @@ def split_train_val(
     return x[:cut], y[:cut], x[cut:], y[cut:]
 
 
+def _train_val(data: MnistArrays, t: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The run's slice of the training set (train_limit), split into fit and validation parts."""
+    x_all, y_all = data.x_train, data.y_train
+    if t.train_limit:
+        x_all, y_all = x_all[: t.train_limit], y_all[: t.train_limit]
+    return split_train_val(x_all, y_all, t.validation_split)
+
+
 def learning_rate(t: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """The Adam step size: constant, or one-cycle (linear warm-up from 1/10, then cosine to 0)."""
     if t.schedule == "constant":
@@ -169,10 +183,7 @@ def train(
     run = RunDir.create(t.out, cfg.model.name)
     write_config(cfg, run.config)
 
-    x_all, y_all = data.x_train, data.y_train
-    if t.train_limit:
-        x_all, y_all = x_all[: t.train_limit], y_all[: t.train_limit]
-    x_fit, y_fit, x_val, y_val = split_train_val(x_all, y_all, t.validation_split)
+    x_fit, y_fit, x_val, y_val = _train_val(data, t)
 
     # Augmentation wraps the model for fitting only; the saved model is the bare network.
     trainer = model
@@ -220,7 +231,7 @@ def train(
     epochs_run = len(history.history["loss"])
     val_acc = history.history.get("val_accuracy")
     kept = int(np.argmax(val_acc)) if t.patience > 0 else epochs_run - 1
-    return _finish(run, model, t, data, {
+    return _finish(run, model, t, data, (x_val, y_val), {
         "val_accuracy": float(val_acc[kept]) if val_acc else None,
         "epochs_run": epochs_run,
         "kept_epoch": kept + 1,
@@ -230,19 +241,48 @@ def train(
     })
 
 
-def _finish(run: RunDir, model: keras.Model, t: TrainConfig, data: MnistArrays, details: dict[str, Any]) -> RunResult:
-    """Score the final model on the test set, save it, and write metrics.json: the scores, the
-    run's own details, then what makes the figure reproducible (seed, data, versions, machine)."""
+def calibrate(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
+    """Fit the model's temperature on the validation split (uint8 images, integer labels).
+
+    Returns:
+        {"temperature", "fitted_on", "val_ece_before", "val_ece_after"}; temperature 1 (as
+        trained) and fitted_on None when there is no validation split to fit it on.
+    """
+    if len(x_val) == 0:
+        return {"temperature": 1.0, "fitted_on": None}
+    probs = predict_probs(model, x_val)
+    temperature = fit_temperature(probs, y_val)
+    return {
+        "temperature": round(temperature, 4),
+        "fitted_on": f"validation split ({len(x_val):,} images)",
+        "val_ece_before": round(expected_calibration_error(probs, y_val), 5),
+        "val_ece_after": round(expected_calibration_error(apply_temperature(probs, temperature), y_val), 5),
+    }
+
+
+def _finish(
+    run: RunDir,
+    model: keras.Model,
+    t: TrainConfig,
+    data: MnistArrays,
+    validation: tuple[np.ndarray, np.ndarray],
+    details: dict[str, Any],
+) -> RunResult:
+    """Calibrate the final model on the validation split, score it on the test set, save it, and
+    write metrics.json: the scores, the run's own details, the calibration, then what makes the
+    figure reproducible (seed, data, versions, machine)."""
     x_test, y_test = data.x_test, data.y_test
     if t.test_limit:
         x_test, y_test = x_test[: t.test_limit], y_test[: t.test_limit]
     test = evaluate(model, x_test, y_test)
+    calibration = calibrate(model, *validation)
     save_model_atomic(model, run.model)
     metrics = {
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
         "test_images": test["n"],
         **details,
+        "calibration": calibration,
         "params": int(model.count_params()),
         "seed": t.seed,
         "data": {"source": data.source, "sha256": data.checksums()},
@@ -285,7 +325,9 @@ def train_ensemble(
     model = keras.Model(inputs, keras.layers.Average(name="mean_probability")(outputs), name=run.path.name)
 
     member_acc = [m.metrics["test_accuracy"] for m in members]
-    return _finish(run, model, t, data, {
+    # Every member held out the same tail of the training set, so it is held out for the mean too.
+    _, _, x_val, y_val = _train_val(data, t)
+    return _finish(run, model, t, data, (x_val, y_val), {
         "members": len(members),
         "member_test_accuracy": member_acc,
         "member_test_accuracy_mean": float(np.mean(member_acc)),
