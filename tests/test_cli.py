@@ -104,3 +104,43 @@ def test_start_up_is_quiet():
     result = run_cli("models")
     assert result.returncode == 0 and "keras-example" in result.stdout
     assert result.stderr == ""
+
+
+def _digit_photo(digit28, path):
+    """An MNIST digit as a phone photo would show it: dark on light, enlarged, off-centre."""
+    import numpy as np
+    from PIL import Image
+
+    big = np.asarray(Image.fromarray(digit28).resize((140, 140), Image.BILINEAR), dtype=float)
+    page = np.full((220, 260), 210.0)
+    page[30:170, 70:210] -= big * 0.8
+    Image.fromarray(np.uint8(np.clip(page, 0, 255))).save(path)
+
+
+def test_predict_and_read_end_to_end(small_run, mnist, tmp_path):
+    run = str(small_run.run.path)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for k in range(3):
+        _digit_photo(mnist.x_test[k], folder / f"img{k}.png")
+    (folder / "notes.txt").write_text("skipped: not an image type")
+
+    table = run_cli("predict", run, str(folder), "--show", str(tmp_path / "sheet.png"))
+    assert table.returncode == 0, table.stderr
+    assert "digit" in table.stdout and "img2.png" in table.stdout and "notes.txt" not in table.stdout
+    assert (tmp_path / "sheet.png").stat().st_size > 0
+
+    as_json = run_cli("predict", run, str(folder / "img1.png"), str(folder / "img0.png"), "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    answers = json.loads(as_json.stdout)
+    assert [a["path"] for a in answers] == [str(folder / "img1.png"), str(folder / "img0.png")]
+    assert all(a["status"] in ("ok", "unsure") and len(a["top3"]) == 3 for a in answers)
+
+    read = run_cli("read", run, str(folder / "img0.png"), "--json")
+    assert read.returncode == 0, read.stderr
+    assert len(json.loads(read.stdout)["digits"]) == 1
+
+    assert_one_line_error(run_cli("predict", run, str(tmp_path / "missing.png")), "missing.png")
+    assert_one_line_error(run_cli("predict", run, str(folder / "notes.txt")), "notes.txt")
+    assert_one_line_error(run_cli("predict", str(tmp_path / "norun"), str(folder)), "does not exist")
+    assert_one_line_error(run_cli("predict", run, str(folder), "--min-confidence", "2"), "min_confidence")

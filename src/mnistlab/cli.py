@@ -57,6 +57,14 @@ def _data_flags(p: argparse.ArgumentParser, cache_only: bool = False) -> None:
                        help="never touch the network; fail with what is missing")
 
 
+def _prediction_flags(p: argparse.ArgumentParser) -> None:
+    from mnistlab.predict import DEFAULT_MIN_CONFIDENCE
+
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE, metavar="P",
+                   help=f"answer 'unsure' below this calibrated probability (default {DEFAULT_MIN_CONFIDENCE})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mnistlab", description="Develop, fine-tune and use handwritten-digit recognizers."
@@ -79,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average over the image and its 1-pixel shifts")
     _data_flags(p)
+
+    p = sub.add_parser("predict", help="read the digit in each image (photos, drawings, scans)")
+    p.add_argument("run", help="run folder written by `mnistlab train`")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of them")
+    _prediction_flags(p)
+    p.add_argument("--show", metavar="FILE.png", help="also write a sheet of each image next to what the model saw")
+
+    p = sub.add_parser("read", help="read a multi-digit number written in one image")
+    p.add_argument("run", help="run folder written by `mnistlab train`")
+    p.add_argument("image", help="an image file")
+    _prediction_flags(p)
 
     p = sub.add_parser("models", help="list the model presets with their parameter counts")
     p.add_argument("--json", action="store_true", help="print as JSON")
@@ -163,6 +182,43 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _top3(p: Any) -> str:
+    return "  ".join(f"{d}:{c * 100:.0f}%" for d, c in p.top3)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from mnistlab.predict import Predictor, contact_sheet, image_files
+
+    files = image_files(args.images)
+    predictor = Predictor.from_run(args.run, args.min_confidence)
+    predictions = predictor.predict(files)
+    if args.show:
+        contact_sheet(files, predictions, args.show)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in predictions]))
+        return 0
+    width = max(len("image"), *(len(p.path) for p in predictions))
+    print(f"{'image':<{width}}  digit  confidence  status    top-3")
+    for p in predictions:
+        print(f"{p.path:<{width}}  {p.digit:>5}  {p.confidence * 100:>9.1f}%  {p.status:<8}  {_top3(p)}")
+    if args.show:
+        print(f"sheet written to {args.show}")
+    return 0
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    from mnistlab.predict import Predictor
+
+    reading = Predictor.from_run(args.run, args.min_confidence).read(args.image)
+    if args.json:
+        print(json.dumps(reading.to_dict()))
+        return 0
+    print(f"{reading.text or '(no digits found)'}  ({reading.status}, {reading.confidence * 100:.1f} % sure of all digits)")
+    for p, (top, left, bottom, right) in zip(reading.digits, reading.boxes, strict=True):
+        print(f"  {p.digit}  {p.confidence * 100:5.1f}%  {p.status:<8}  box x {left}-{right}, y {top}-{bottom}  top-3 {_top3(p)}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from mnistlab.models import PRESETS, build_model
 
@@ -212,7 +268,14 @@ def _print_tree(d: dict[str, Any], indent: int = 0) -> None:
             print(" " * indent + f"{key}: {value}")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models, "data": cmd_data}
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "read": cmd_read,
+    "models": cmd_models,
+    "data": cmd_data,
+}
 
 
 def _import_keras_quietly() -> None:
