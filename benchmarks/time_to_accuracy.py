@@ -26,7 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mnistlab  # noqa: E402, F401  (chooses the backend and quiets TensorFlow before Keras loads)
-import keras  # noqa: E402, I001
+
+# isort: split
+import keras  # noqa: E402
 from _common import header, inference  # noqa: E402
 
 from mnistlab.data import load_mnist, preprocess_images  # noqa: E402
