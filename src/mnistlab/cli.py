@@ -153,7 +153,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         detail = (f"ensemble of {m['members']}, members {m['member_test_accuracy_mean'] * 100:.2f} % "
                   f"on average, {m['train_seconds']:.0f} s")
     else:
-        detail = f"{m['epochs_run']} epochs, {m['train_seconds']:.0f} s"
+        n = m["epochs_run"]
+        detail = f"{n} epoch{'' if n == 1 else 's'}, {m['train_seconds']:.0f} s"
     print(f"test accuracy {m['test_accuracy'] * 100:.2f} %  loss {m['test_loss']:.4f}  ({detail})")
     print(f"run folder {result.run.path}")
     return 0
