@@ -1,6 +1,9 @@
 """The most accurate single model here: the `best` preset over seeds, then their ensemble and TTA.
 
-    python benchmarks/best_accuracy.py [--seeds 3] [--preset best]
+    python benchmarks/best_accuracy.py [--seeds 3] [--preset best] [--out DIR]
+
+With --out, the seeds' run folders are kept there, and a seed whose folder is complete is
+loaded instead of trained again, so an interrupted measurement resumes.
 
 Each seed is trained through mnistlab's own train() with the preset's fixed schedule (no
 validation split, no early stopping), and its final model is scored once on the test set: the
@@ -27,6 +30,7 @@ from _common import header, inference  # noqa: E402
 from mnistlab.data import load_mnist, preprocess_images  # noqa: E402
 from mnistlab.evaluate import predict_probs, scores  # noqa: E402
 from mnistlab.models import preset_config  # noqa: E402
+from mnistlab.runs import RunDir  # noqa: E402
 from mnistlab.train import train  # noqa: E402
 
 
@@ -34,23 +38,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
     parser.add_argument("--preset", default="best", help="preset to measure")
+    parser.add_argument("--out", help="keep the seeds' run folders here (default: a temporary folder)")
     args = parser.parse_args()
 
     info = header()
     data = load_mnist(progress=False)
     rows, probs, probs_tta = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
+        if args.out:
+            tmp = args.out
+            Path(tmp).mkdir(parents=True, exist_ok=True)
         for seed in range(args.seeds):
-            result = train(preset_config(args.preset, seed=seed, verbose=0, out=f"{tmp}/seed{seed}"), data=data)
-            m = result.metrics
-            probs.append(predict_probs(result.model, data.x_test))
-            probs_tta.append(predict_probs(result.model, data.x_test, tta=True))
+            folder = Path(tmp) / f"seed{seed}"
+            if (folder / "metrics.json").is_file():  # finished by an earlier, interrupted run
+                run = RunDir.open(folder)
+                model, m = run.load_model(), run.read_metrics()
+            else:
+                result = train(preset_config(args.preset, seed=seed, verbose=0, out=str(folder)), data=data)
+                model, m = result.model, result.metrics
+            probs.append(predict_probs(model, data.x_test))
+            probs_tta.append(predict_probs(model, data.x_test, tta=True))
             tta_acc = scores(probs_tta[-1], data.y_test)["accuracy"]
             rows.append({"seed": seed, "test_accuracy": m["test_accuracy"], "tta_test_accuracy": tta_acc,
                          "train_seconds": m["train_seconds"], "epochs": m["epochs_run"],
                          "train_img_s": m["train_images_per_s"]})
             if seed == 0:
-                speed = inference(result.model, preprocess_images(data.x_test))
+                speed = inference(model, preprocess_images(data.x_test))
             print(f"seed {seed}: {m['test_accuracy'] * 100:.2f} % ({tta_acc * 100:.2f} % with TTA) "
                   f"after {m['epochs_run']} epochs, {m['train_seconds']:.0f} s of training", flush=True)
 
