@@ -58,9 +58,13 @@ def _data_flags(p: argparse.ArgumentParser, cache_only: bool = False) -> None:
 
 
 def _prediction_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _min_confidence_flag(p)
+
+
+def _min_confidence_flag(p: argparse.ArgumentParser) -> None:
     from mnistlab.predict import DEFAULT_MIN_CONFIDENCE
 
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE, metavar="P",
                    help=f"answer 'unsure' below this calibrated probability (default {DEFAULT_MIN_CONFIDENCE})")
 
@@ -99,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="an image file")
     _prediction_flags(p)
 
+    p = sub.add_parser("export", help="export a run's model (ONNX, ...) and check it against the original")
+    p.add_argument("run", help="run folder written by `mnistlab train`")
+    p.add_argument("--format", default="onnx", metavar="FORMAT",
+                   help="onnx (default, RUN/model.onnx), keras (a copy; needs --out) or savedmodel (RUN/savedmodel)")
+    p.add_argument("--out", metavar="FILE", help="where to write instead of the default")
+    p.add_argument("--json", action="store_true", help="print the parity figures as JSON")
+    _data_flags(p)
+
     p = sub.add_parser("models", help="list the model presets with their parameter counts")
     p.add_argument("--json", action="store_true", help="print as JSON")
 
@@ -106,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["fetch", "verify", "info"])
     p.add_argument("--json", action="store_true", help="print as JSON")
     _data_flags(p)
+
+    p = sub.add_parser("serve", help="a drawing page and an HTTP API over a run's model")
+    p.add_argument("run", help="run folder written by `mnistlab train` (its model.onnx is used when there is one)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every network)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    _min_confidence_flag(p)
+    p.add_argument("--corrections", metavar="DIR",
+                   help="where the page's corrections are stored, in sub-folders 0-9 (default RUN/corrections)")
     return parser
 
 
@@ -220,6 +241,15 @@ def cmd_read(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from mnistlab.export import export_model, format_export
+
+    result = export_model(args.run, args.format, args.out, data_path=args.data_path, cache_dir=args.cache_dir,
+                          offline=args.offline, progress=not args.json)
+    print(json.dumps(result) if args.json else format_export(result))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from mnistlab.models import PRESETS, build_model
 
@@ -260,6 +290,16 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mnistlab.serve import onnx_model, serve
+
+    if onnx_model(args.run) is None:
+        _import_keras_quietly()  # the Keras model it falls back to; with ONNX, no Keras at all
+    serve(args.run, host=args.host, port=args.port, min_confidence=args.min_confidence,
+          corrections=args.corrections)
+    return 0
+
+
 def _print_tree(d: dict[str, Any], indent: int = 0) -> None:
     for key, value in d.items():
         if isinstance(value, dict):
@@ -274,8 +314,10 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "read": cmd_read,
+    "export": cmd_export,
     "models": cmd_models,
     "data": cmd_data,
+    "serve": cmd_serve,
 }
 
 
@@ -301,7 +343,7 @@ def _import_keras_quietly() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command != "data":
+    if args.command not in ("data", "serve"):  # serve imports Keras only without an ONNX model
         _import_keras_quietly()
     try:
         return COMMANDS[args.command](args)

@@ -88,11 +88,12 @@ def predict_probs(model: Any, x_uint8: np.ndarray, batch_size: int = 1024, tta: 
 
     With tta, the mean of the probabilities over TTA_SHIFTS (five forward passes).
     """
-    shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
+    if not tta:  # the serving path: no copies beyond the one float conversion
+        return np.asarray(model.predict(preprocess_images(x_uint8), batch_size=batch_size, verbose=0))
     return np.mean(
         [
             np.asarray(model.predict(preprocess_images(shift_images(x_uint8, r, c)), batch_size=batch_size, verbose=0))
-            for r, c in shifts
+            for r, c in TTA_SHIFTS
         ],
         axis=0,
     )
@@ -113,8 +114,10 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     """Softmax(log p / T): the probabilities a model would give with its logits divided by T.
 
     T > 1 softens an over-confident model, T < 1 sharpens an under-confident one; the ranking of
-    the classes, and so the accuracy, never changes.
+    the classes, and so the accuracy, never changes. T = 1 returns the probabilities as given.
     """
+    if temperature == 1.0:
+        return np.asarray(probs)
     logits = np.log(np.clip(np.asarray(probs, dtype=np.float64), _EPSILON, 1.0)) / temperature
     logits -= logits.max(axis=1, keepdims=True)
     e = np.exp(logits)

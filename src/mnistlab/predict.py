@@ -116,6 +116,19 @@ class Predictor:
         calibration = folder.read_metrics().get("calibration") or {}
         return cls(folder.load_model(), float(calibration.get("temperature", 1.0)), min_confidence)
 
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> Predictor:
+        """Load a file written by `mnistlab export` on onnxruntime alone (no Keras, no TensorFlow),
+        with the temperature recorded in it.
+
+        Raises:
+            ExportError: no such file, no onnxruntime, or not a usable ONNX model.
+        """
+        from mnistlab.export import OnnxModel
+
+        model = OnnxModel(path)
+        return cls(model, model.temperature, min_confidence)
+
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Calibrated (N, 10) probabilities for uint8 MNIST-format images (N, 28, 28)."""
         from mnistlab.evaluate import apply_temperature, predict_probs

@@ -1,0 +1,172 @@
+"""The web server: a drawing page and an HTTP API over one run's model.
+
+    mnistlab serve runs/<name> [--port 0]    # prints the URL; the API is described at <URL>docs
+
+`serve` chooses the model (the run's model.onnx through ONNX Runtime when there is one, so Keras
+and TensorFlow are never imported and the first answer comes within ~2 s; else the Keras model),
+binds the socket, prints the URL and runs uvicorn. `app.create_app` builds the FastAPI app from
+any Predictor; `app.Limits` bounds what a request may cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from mnistlab.errors import MnistlabError
+from mnistlab.predict import DEFAULT_MIN_CONFIDENCE, Predictor
+from mnistlab.serve.app import Limits, create_app
+
+__all__ = [
+    "Limits",
+    "ServeError",
+    "bind",
+    "build_server",
+    "create_app",
+    "load_predictor",
+    "onnx_model",
+    "running",
+    "serve",
+]
+
+ONNX_FILE = "model.onnx"  # written into the run folder by `mnistlab export`
+
+
+class ServeError(MnistlabError):
+    """The server cannot start: a bad port, or an address taken or not ours to listen on."""
+
+
+def onnx_model(run: str | os.PathLike) -> Path | None:
+    """The run's ONNX model when it has one; None means the Keras model is served."""
+    path = Path(run) / ONNX_FILE
+    return path if path.is_file() else None
+
+
+def load_predictor(run: str | os.PathLike, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> tuple[Predictor, str]:
+    """The run's Predictor and its runtime, "onnx" or "keras" (see onnx_model).
+
+    Raises:
+        RunError: no such run, or a model that cannot be loaded.
+    """
+    path = onnx_model(run)
+    if path is not None:
+        return Predictor.from_onnx(path, min_confidence=min_confidence), "onnx"
+    return Predictor.from_run(run, min_confidence), "keras"
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; port 0 takes a free one (read it back with getsockname()).
+
+    Raises:
+        ServeError: the address is in use, unknown here, or needs privileges.
+    """
+    if not 0 <= port <= 65535:  # getaddrinfo would take 70000 as 70000 % 65536
+        raise ServeError(f"port must be 0-65535, not {port}.")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except (OSError, UnicodeError) as e:
+        raise ServeError(f"cannot listen on {host}:{port}: {getattr(e, 'strerror', None) or e}.") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        sock.bind(address)
+        sock.listen(128)  # before the URL is printed, so a client that reads it is queued, not refused
+    except OSError as e:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}.") from None
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    """http://host:port/ of a bound socket (IPv6 hosts in brackets)."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def build_server(app: FastAPI, limits: Limits = Limits()) -> uvicorn.Server:
+    """A uvicorn server with the limits' timeouts; run it with `.run(sockets=[bind(...)])`."""
+    config = uvicorn.Config(
+        app,
+        http="h11",
+        loop="asyncio",
+        lifespan="off",  # the app has no start-up work: the model is loaded before the socket
+        timeout_keep_alive=limits.keep_alive_s,
+        limit_concurrency=limits.max_connections,
+        timeout_graceful_shutdown=5,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
+    return uvicorn.Server(config)
+
+
+def serve(
+    run: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    corrections: str | os.PathLike | None = None,
+    limits: Limits = Limits(),
+) -> None:
+    """Serve a run's model until interrupted; prints the URL once the model is loaded.
+
+    Args:
+        run: a run folder written by `mnistlab train`.
+        host, port: where to listen; 127.0.0.1 is this machine only, port 0 a free port.
+        min_confidence: below this calibrated probability the status is "unsure".
+        corrections: where corrections are stored; RUN/corrections by default.
+        limits: sizes, counts and timeouts per request.
+
+    Raises:
+        RunError, ServeError: the model cannot be loaded or the address cannot be listened on.
+    """
+    sock = bind(host, port)  # first: a taken port is told before seconds of model loading
+    try:
+        predictor, runtime = load_predictor(run, min_confidence)
+    except BaseException:
+        sock.close()
+        raise
+    app = create_app(
+        predictor,
+        corrections if corrections is not None else Path(run) / "corrections",
+        run_name=Path(run).resolve().name,
+        runtime=runtime,
+        limits=limits,
+    )
+    url = url_of(sock)
+    print(f"serving {run} ({runtime}) at {url}  (API docs at {url}docs; Ctrl-C stops)", flush=True)
+    build_server(app, limits).run(sockets=[sock])
+
+
+@contextlib.contextmanager
+def running(app: FastAPI, host: str = "127.0.0.1", port: int = 0, limits: Limits = Limits()) -> Iterator[str]:
+    """Serve `app` from a background thread while the block runs; yields its URL.
+
+    For tests, benchmarks and notebooks: the same uvicorn server as `serve`, on a free port.
+
+    Raises:
+        ServeError: the address cannot be listened on, or the server did not start in 30 s.
+    """
+    sock = bind(host, port)
+    server = build_server(app, limits)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="mnistlab-uvicorn", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise ServeError(f"the server on {url_of(sock)} did not start.")
+            time.sleep(0.005)
+        yield url_of(sock)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
