@@ -14,7 +14,7 @@ import os
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from mnistlab.data.mnist import DataError
 
@@ -104,6 +104,8 @@ def _detail(exc: Exception) -> str:
 def _exif_upright(image: Image.Image) -> Image.Image:
     """Turn the image as its EXIF orientation tag says; a garbled EXIF block is ignored."""
     try:
+        if image.getexif().get(ExifTags.Base.Orientation, 1) not in range(2, 9):
+            return image  # upright already: exif_transpose would return a copy
         return ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - a phone's broken metadata should not cost the picture
         return image
@@ -119,9 +121,12 @@ def _grey(image: Image.Image) -> np.ndarray:
         return np.clip(values / top, 0, 1)
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
     if not has_alpha:
-        return np.asarray(image.convert("L"), np.float32) / 255
-    rgba = image.convert("RGBA")  # channel by channel below: a float RGBA copy of 40 Mpx is 640 MB
+        return np.asarray(image if image.mode == "L" else image.convert("L"), np.float32) / 255
+    # Channel by channel below: a float RGBA copy of 40 Mpx is 640 MB.
+    rgba = image if image.mode == "RGBA" else image.convert("RGBA")
     luma = np.asarray(rgba.convert("L"), np.float32) / 255
+    if rgba.getchannel("A").getextrema() == (255, 255):  # opaque, as a canvas on a white fill
+        return luma
     alpha = np.asarray(rgba.getchannel("A"), np.float32) / 255
     visible = alpha > 0.5
     # Light strokes on a mostly transparent canvas were drawn for a dark page: show them on
