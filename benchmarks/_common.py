@@ -13,7 +13,8 @@ from mnistlab.runs import library_versions, machine_info
 
 def header() -> dict[str, Any]:
     """Print and return the machine (CPU, cores) and the versions of every library involved."""
-    info = {**machine_info(), "versions": library_versions(extra=("jax", "torch", "onnxruntime", "pillow", "scipy"))}
+    extra = ("jax", "torch", "onnxruntime", "tf2onnx", "pillow", "scipy", "fastapi", "uvicorn")
+    info = {**machine_info(), "versions": library_versions(extra=extra)}
     print(f"machine: {info['cpu']}, {info['cpu_count']} cores, {info['platform']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
     return info
