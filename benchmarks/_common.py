@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,16 @@ def header() -> dict[str, Any]:
     return info
 
 
+def timed(call: Callable[[], Any], repeats: int) -> list[float]:
+    """Seconds each of `repeats` calls of `call` took, one after the other."""
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
 def inference(model: Any, x: np.ndarray) -> dict[str, float]:
     """Images/s at batch 1024 over x, and the median latency of one image (predict_on_batch)."""
     model.predict(x[:1024], batch_size=1024, verbose=0)
@@ -28,9 +39,5 @@ def inference(model: Any, x: np.ndarray) -> dict[str, float]:
     batch_rate = len(x) / (time.perf_counter() - start)
     one = x[:1]
     model.predict_on_batch(one)
-    latencies = []
-    for _ in range(200):
-        start = time.perf_counter()
-        model.predict_on_batch(one)
-        latencies.append(time.perf_counter() - start)
+    latencies = timed(lambda: model.predict_on_batch(one), 200)
     return {"batch1024_img_s": round(batch_rate), "single_image_ms": round(statistics.median(latencies) * 1e3, 3)}

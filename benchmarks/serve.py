@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header  # noqa: E402
+from _common import header, timed  # noqa: E402
 
 
 def server_main(run: str, runtime: str) -> None:
@@ -94,11 +94,7 @@ def measure(url: str, png: bytes, clients: list[int], seconds: float) -> dict:
     for _ in range(10):  # warm-up: imports on first use, the model's first call
         if not post(conn, body, content_type):
             raise RuntimeError("the server refused the benchmark's upload")
-    latencies = []
-    for _ in range(200):
-        start = time.perf_counter()
-        post(conn, body, content_type)
-        latencies.append(time.perf_counter() - start)
+    latencies = timed(lambda: post(conn, body, content_type), 200)
     conn.close()
     result = {
         "latency_ms_p50": round(statistics.median(latencies) * 1e3, 2),
@@ -157,11 +153,7 @@ def in_process(run: str, runtime: str, x_test) -> dict:
     one = x_test[:1]
     for _ in range(200):
         predictor.probabilities(one)
-    latencies = []
-    for _ in range(2000):
-        start = time.perf_counter()
-        predictor.probabilities(one)
-        latencies.append(time.perf_counter() - start)
+    latencies = timed(lambda: predictor.probabilities(one), 2000)
     predictor.probabilities(x_test[:1024])
     start = time.perf_counter()
     predictor.probabilities(x_test)
