@@ -44,12 +44,15 @@ ONNX_OPSET = 17
 MIN_AGREEMENT = 0.9999  # top-1 agreement: at most 1 of the 10,000 test images may change class
 MAX_PROB_DIFF = 1e-4  # largest |p_exported - p_keras| over all images and classes
 
-# One intra-op thread: a single 28x28 image through `fast` is ~50 us of arithmetic, and a second
-# thread does not pay for waking it. Measured on a shared 2-core EPYC (onnxruntime 1.32): one
-# image 56 us p50 with 1 thread, 59 us with 2 spinning, 84 us with 2 that sleep; batches of 1024
-# gained nothing reliable from 2 (21-33k vs 26-28k images/s, varying with the other load). A
-# server gets its parallelism from concurrent requests instead: session.run releases the GIL.
+# One intra-op thread for single images and small batches: a 28x28 image through `fast` is
+# ~50 us of arithmetic, and a second thread does not pay for waking it (shared 2-core EPYC,
+# onnxruntime 1.32: 56 us p50 with 1 thread, 59 us with 2 spinning, 84 us with 2 that sleep).
+# A server gets its parallelism from concurrent requests: session.run releases the GIL.
 DEFAULT_THREADS = 1
+# From this many images a call goes to a second session with a thread per core: on an idle
+# 2-core EPYC the 10,000 test images ran at 32-35k img/s on one thread and 57-67k on two, at
+# batches of 256, 1024 and 4096 alike.
+BATCH_THREADS_FROM = 256
 
 
 class ExportError(MnistlabError):
@@ -63,8 +66,12 @@ class OnnxModel:
     (onnxruntime sessions may be run from several threads at once).
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int = DEFAULT_THREADS):
+    def __init__(self, path: str | os.PathLike, threads: int = DEFAULT_THREADS, batch_threads: int | None = None):
         """Open `path` (an ONNX file written by export_model).
+
+        Args:
+            threads: intra-op threads for calls of fewer than BATCH_THREADS_FROM images.
+            batch_threads: threads for larger calls (default: one per core).
 
         Raises:
             ExportError: no such file, onnxruntime is missing, or the file is not a usable model.
@@ -76,18 +83,23 @@ class OnnxModel:
         self.path = Path(path)
         if not self.path.is_file():
             raise ExportError(f"ONNX model {self.path} does not exist.")
+        self.session = self._open(ort, threads)
+        batch_threads = batch_threads or os.cpu_count() or 1
+        self._batch_session = self._open(ort, batch_threads) if batch_threads != threads else self.session
+        self.input_name = self.session.get_inputs()[0].name
+        self._outputs = [self.session.get_outputs()[0].name]
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def _open(self, ort: Any, threads: int) -> Any:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1  # the graph is one chain of operators
         options.log_severity_level = 3  # errors only; failures still raise
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ExportError(f"cannot load ONNX model {self.path}: {reason}") from None
-        self.input_name = self.session.get_inputs()[0].name
-        self._outputs = [self.session.get_outputs()[0].name]
-        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
 
     @property
     def temperature(self) -> float:
@@ -102,11 +114,12 @@ class OnnxModel:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 3:
             x = x[..., np.newaxis]
+        session = self._batch_session if len(x) >= BATCH_THREADS_FROM else self.session
         if len(x) <= batch_size:  # one call, no copies when x is already contiguous float32
-            return self.session.run(self._outputs, {self.input_name: np.ascontiguousarray(x)})[0]
+            return session.run(self._outputs, {self.input_name: np.ascontiguousarray(x)})[0]
         return np.concatenate(
             [
-                self.session.run(self._outputs, {self.input_name: np.ascontiguousarray(x[k : k + batch_size])})[0]
+                session.run(self._outputs, {self.input_name: np.ascontiguousarray(x[k : k + batch_size])})[0]
                 for k in range(0, len(x), batch_size)
             ]
         )
