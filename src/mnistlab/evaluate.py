@@ -83,24 +83,23 @@ def shift_images(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return out
 
 
+def _forward(model: Any, x_uint8: np.ndarray, batch_size: int) -> np.ndarray:
+    """One pass of uint8 images through the model, with no copies beyond the float conversion."""
+    x = preprocess_images(x_uint8)
+    if len(x) <= batch_size and hasattr(model, "predict_on_batch"):
+        # Keras's predict() costs ~50 ms a call in set-up; one batch straight through is ~1 ms.
+        return np.asarray(model.predict_on_batch(x))
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+
+
 def predict_probs(model: Any, x_uint8: np.ndarray, batch_size: int = 1024, tta: bool = False) -> np.ndarray:
     """Class probabilities for uint8 MNIST-format images, through the one preprocessing path.
 
     With tta, the mean of the probabilities over TTA_SHIFTS (five forward passes).
     """
-    if not tta:  # the serving path: no copies beyond the one float conversion
-        x = preprocess_images(x_uint8)
-        if len(x) <= batch_size and hasattr(model, "predict_on_batch"):
-            # Keras's predict() costs ~50 ms a call in set-up; one batch straight through is ~1 ms.
-            return np.asarray(model.predict_on_batch(x))
-        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
-    return np.mean(
-        [
-            np.asarray(model.predict(preprocess_images(shift_images(x_uint8, r, c)), batch_size=batch_size, verbose=0))
-            for r, c in TTA_SHIFTS
-        ],
-        axis=0,
-    )
+    if not tta:
+        return _forward(model, x_uint8, batch_size)
+    return np.mean([_forward(model, shift_images(x_uint8, r, c), batch_size) for r, c in TTA_SHIFTS], axis=0)
 
 
 def evaluate(
