@@ -7,7 +7,9 @@
 (`preprocess_images`, `one_hot`). Users' photos and drawings go through `decode` (files to grey
 levels: `decode_image`), `images` (MNIST's own normalisation of one digit: `prepare_image`) and
 `segment` (each digit of a written number: `segment_digits`), so their output can follow the same
-path. Every public name of these modules is importable from here.
+path. `digitsets` reads labelled digits from other sources for fine-tuning (USPS, the UCI digits,
+folders of images, .npz files: `load_digit_set`), MNIST-normalised by the same functions
+(`normalise_digit` for clean scans). Every public name of these modules is importable from here.
 """
 
 import importlib
@@ -31,10 +33,12 @@ from mnistlab.data.mnist import (
 
 if TYPE_CHECKING:  # what __getattr__ below returns, spelled out for type checkers and IDEs
     from mnistlab.data.decode import MAX_PIXELS, ImageError, decode_image
+    from mnistlab.data.digitsets import DigitSet, load_digit_set, select_shots
     from mnistlab.data.images import (
         DIGIT_BOX,
         PREPROCESSING_VERSION,
         Prepared,
+        normalise_digit,
         prepare_image,
     )
     from mnistlab.data.segment import segment_digits
@@ -46,9 +50,13 @@ _LAZY_MODULES = {
     "ImageError": "decode",
     "MAX_PIXELS": "decode",
     "decode_image": "decode",
+    "DigitSet": "digitsets",
+    "load_digit_set": "digitsets",
+    "select_shots": "digitsets",
     "DIGIT_BOX": "images",
     "PREPROCESSING_VERSION": "images",
     "Prepared": "images",
+    "normalise_digit": "images",
     "prepare_image": "images",
     "segment_digits": "segment",
 }
@@ -62,6 +70,7 @@ __all__ = [
     "NUM_CLASSES",
     "PREPROCESSING_VERSION",
     "DataError",
+    "DigitSet",
     "ImageError",
     "MnistArrays",
     "Prepared",
@@ -69,11 +78,14 @@ __all__ = [
     "default_cache_dir",
     "fetch",
     "info",
+    "load_digit_set",
     "load_mnist",
+    "normalise_digit",
     "one_hot",
     "prepare_image",
     "preprocess_images",
     "segment_digits",
+    "select_shots",
     "verify",
 ]
 

@@ -123,6 +123,31 @@ def prepare_image(source: str | os.PathLike | bytes | np.ndarray) -> Prepared:
     return _render(ink, _labels_mask(ink.owner, digit), width)
 
 
+def normalise_digit(ink: np.ndarray) -> np.ndarray:
+    """MNIST's normalisation of a clean digit crop whose polarity is known: box, scale, centre.
+
+    For scanned data sets whose digits are already cut out and cleaned (USPS, UCI): every pixel
+    above 0 is ink, none is dropped, and a digit touching the border keeps its strokes, where
+    prepare_image would look for paper around it (it fails on 38 of USPS's 2,007 test digits).
+
+    Args:
+        ink: (H, W) grey levels, float in [0, 1] or uint8 0..255, light ink on black paper at 0.
+
+    Returns:
+        (28, 28) uint8, as Prepared.image; all zeros when no pixel is above 0.
+
+    Raises:
+        ImageError: another shape, dtype or range (as prepare_image's arrays).
+    """
+    grey = _as_grey(ink)
+    mask = grey > 0
+    if not mask.any():
+        return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    top, left, bottom, right = _mask_box(mask)
+    image = _centre(_fit_box(grey[top:bottom, left:right]))
+    return np.rint(image * 255).astype(np.uint8)
+
+
 # --- finding the ink ------------------------------------------------------------------------
 
 
