@@ -19,6 +19,7 @@ from mnistlab import __version__
 from mnistlab.config import (
     DEFAULT_PRESET,
     Config,
+    FinetuneConfig,
     ModelConfig,
     TrainConfig,
     read_config_file,
@@ -29,6 +30,7 @@ from mnistlab.errors import MnistlabError
 # Fields that have their own flag or make no sense as one.
 _MODEL_FLAG_SKIP = {"name"}
 _TRAIN_FLAG_SKIP = {"verbose"}
+_FINETUNE_FLAG_SKIP = {"parent", "data"}  # the positional RUN and --data
 
 
 def _field_flags(group: argparse._ArgumentGroup, cls: type, skip: set[str], prefix: str) -> None:
@@ -84,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     _field_flags(p.add_argument_group("run settings"), TrainConfig, _TRAIN_FLAG_SKIP, "train.")
     _field_flags(p.add_argument_group("architecture"), ModelConfig, _MODEL_FLAG_SKIP, "model.")
 
+    p = sub.add_parser("finetune", help="adapt a run's model to new digits (USPS, a folder, corrections...)")
+    p.add_argument("run", help="run folder written by `mnistlab train` whose model to start from")
+    p.add_argument("--data", required=True, metavar="SOURCE",
+                   help="usps | uci-digits | corrections (RUN's drawing-page store) | a folder of images "
+                        "(sub-folders 0-9 or labels.csv) | an .npz with x and y")
+    p.add_argument("--config", metavar="FILE", help="TOML or YAML file with [train] and [finetune] tables")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output, only the result")
+    p.add_argument("--json", action="store_true", help="print the before/after report as JSON")
+    _data_flags(p, cache_only=True)
+    _field_flags(p.add_argument_group("fine-tuning"), FinetuneConfig, _FINETUNE_FLAG_SKIP, "finetune.")
+    _field_flags(p.add_argument_group("run settings"), TrainConfig, _TRAIN_FLAG_SKIP | {"ensemble"}, "train.")
+
     p = sub.add_parser("evaluate", help="score a run's saved model on the MNIST test set")
     p.add_argument("run", help="run folder written by `mnistlab train`")
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
@@ -130,14 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _split_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    model, train = {}, {}
-    for key, value in vars(args).items():
-        if key.startswith("model."):
-            model[key[6:]] = value
-        elif key.startswith("train."):
-            train[key[6:]] = value
-    return model, train
+def _split_overrides(args: argparse.Namespace, table: str) -> dict[str, Any]:
+    """The flags given for one config table (model, train, finetune), keyed by field."""
+    prefix = f"{table}."
+    return {key[len(prefix):]: value for key, value in vars(args).items() if key.startswith(prefix)}
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -151,7 +161,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     else:
         # A file names its model; one that is no preset is described by the file alone.
         preset = PRESETS.get(file_name, Preset(ModelConfig()))
-    model_over, train_over = _split_overrides(args)
+    model_over, train_over = _split_overrides(args, "model"), _split_overrides(args, "train")
     if args.quiet:
         train_over["verbose"] = 0
     if args.model:
@@ -178,6 +188,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         detail = f"{n} epoch{'' if n == 1 else 's'}, {m['train_seconds']:.0f} s"
     print(f"test accuracy {m['test_accuracy'] * 100:.2f} %  loss {m['test_loss']:.4f}  ({detail})")
     print(f"run folder {result.run.path}")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from mnistlab.data import load_mnist
+    from mnistlab.finetune import finetune, finetune_config, format_finetune
+
+    train_over = _split_overrides(args, "train")
+    if args.quiet or args.json:
+        train_over["verbose"] = 0
+    cfg = finetune_config(args.run, {**_split_overrides(args, "finetune"), "data": args.data}, train_over,
+                          read_config_file(args.config) if args.config else None)
+    t = cfg.train
+    mnist = load_mnist(path=t.data_path or None, cache_dir=args.cache_dir, offline=t.offline, progress=t.verbose > 0)
+    result = finetune(cfg, mnist=mnist)
+    if args.json:
+        print(json.dumps({"run": str(result.run.run.path), **result.report}))
+        return 0
+    print(format_finetune(result.report))
+    print(f"run folder {result.run.run.path}")
     return 0
 
 
@@ -311,6 +341,7 @@ def _print_tree(d: dict[str, Any], indent: int = 0) -> None:
 
 COMMANDS = {
     "train": cmd_train,
+    "finetune": cmd_finetune,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "read": cmd_read,

@@ -238,6 +238,23 @@ def preset_config(name: str, **train: Any) -> Config:
     return resolve_config(preset.model, train_overrides=train, preset_train=preset.train)
 
 
+def head_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The classifier on top of the features: every layer after the `flatten` that _head adds.
+
+    Fine-tuning freezes everything else (the feature extractor) or gives these their own step size.
+
+    Raises:
+        ConfigError: the model has no `flatten` layer (an ensemble's mean, a foreign model).
+    """
+    names = [layer.name for layer in model.layers]
+    if "flatten" not in names:
+        raise ConfigError(
+            f"model {model.name!r} has no 'flatten' layer to split features from head; "
+            "fine-tune it with strategy 'all'."
+        )
+    return model.layers[names.index("flatten") + 1 :]
+
+
 def build_model(cfg: ModelConfig) -> keras.Model:
     """Build the uncompiled model that `cfg` describes.
 

@@ -28,7 +28,7 @@ from mnistlab.evaluate import (
     predict_probs,
 )
 from mnistlab.files import atomic_write_json
-from mnistlab.models import build_model
+from mnistlab.models import build_model, head_layers
 from mnistlab.runs import (
     RunDir,
     command_line,
@@ -71,7 +71,8 @@ class RunProgress(keras.callbacks.Callback):
         self.start = 0.0
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self.start = time.perf_counter()
+        if not self.start:  # a run of several phases (fit calls) keeps one clock
+            self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -148,21 +149,113 @@ def augmentation(strength: float) -> keras.Sequential:
     )
 
 
+@keras.saving.register_keras_serializable(package="mnistlab")
+class LayerwiseAdam(keras.optimizers.Adam):
+    """Adam whose step size is `head_multiplier` times larger for the variables named in
+    `head_paths`: fine-tuning's discriminative learning rates (a new head moves fast, the
+    pretrained features slowly), which Keras's optimizers do not offer.
+
+    It overrides update_step, the per-variable hook Keras's optimizers are built on.
+    """
+
+    def __init__(self, head_paths: list[str] | tuple[str, ...] = (), head_multiplier: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.head_paths = tuple(head_paths)
+        self.head_multiplier = float(head_multiplier)
+        self._head_indices: frozenset[int] = frozenset()
+
+    def build(self, var_list: list) -> None:
+        super().build(var_list)
+        paths = set(self.head_paths)
+        self._head_indices = frozenset(i for i, v in enumerate(var_list) if v.path in paths)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self._get_variable_index(variable) in self._head_indices:
+            learning_rate = learning_rate * self.head_multiplier
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "head_paths": list(self.head_paths), "head_multiplier": self.head_multiplier}
+
+
+class ReplayBatches(keras.utils.PyDataset):
+    """Batches of which a fixed share comes from a replay set (MNIST), drawn afresh every step,
+    and the rest from the target images, each seen once an epoch: fine-tuning that keeps
+    rehearsing what the model knew, so it does not forget it.
+
+    Images come in as model input (float) with one-hot targets, as fit() takes arrays.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, x_replay: np.ndarray, y_replay: np.ndarray,
+                 batch_size: int, fraction: float, seed: int):
+        super().__init__()
+        self.x, self.y, self.x_replay, self.y_replay = x, y, x_replay, y_replay
+        self.n_replay = min(batch_size - 1, round(batch_size * fraction))  # >= 1 target image a batch
+        self.n_target = batch_size - self.n_replay
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(x))
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.n_target)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        target = self.order[index * self.n_target : (index + 1) * self.n_target]
+        replay = self.rng.integers(0, len(self.x_replay), self.n_replay)
+        return (np.concatenate([self.x[target], self.x_replay[replay]]),
+                np.concatenate([self.y[target], self.y_replay[replay]]))
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.x))
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One fit() of a run: how many epochs, which layers learn, at what step sizes."""
+
+    epochs: int
+    head_only: bool  # the feature extractor frozen
+    learning_rate: float  # Adam's step size (the peak, with the onecycle schedule)
+    head_multiplier: float = 1.0  # the head's step size over learning_rate
+
+
+def phases(cfg: Config) -> list[Phase]:
+    """The fit() calls a run makes: one for training from scratch and for most fine-tunes; the
+    head alone, then every layer, for strategy head-then-all."""
+    t, f = cfg.train, cfg.finetune
+    if f is None:
+        return [Phase(t.epochs, False, t.learning_rate)]
+    if f.strategy == "head":
+        return [Phase(t.epochs, True, f.head_learning_rate)]
+    together = Phase(t.epochs, False, t.learning_rate, f.head_learning_rate / t.learning_rate)
+    if f.strategy == "all":
+        return [together]
+    return [Phase(f.head_epochs, True, f.head_learning_rate),
+            dataclasses.replace(together, epochs=t.epochs - f.head_epochs)]
+
+
 def train(
     cfg: Config,
     *,
-    data: MnistArrays | None = None,
+    data: MnistArrays | Any | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
+    model: keras.Model | None = None,
+    replay: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> RunResult:
-    """Train the model `cfg.model` describes with the settings in `cfg.train`.
+    """Train the model `cfg.model` describes with the settings in `cfg.train`; or, given a
+    trained `model`, fine-tune it as `cfg.finetune` says.
 
     With cfg.train.ensemble > 1 this trains that many members and keeps their average
     (see train_ensemble).
 
     Args:
         cfg: the resolved configuration.
-        data: MNIST arrays already in memory; loaded (cache, path or download) when None.
+        data: MNIST arrays already in memory (loaded from cache, path or download when None), or
+            other labelled digits with the same fields (x_train, y_train, x_test, y_test, source,
+            checksums()), such as a fine-tune's target data.
         callbacks: extra Keras callbacks for fit (a benchmark's clock, a tuner's pruner).
+        model: a trained model to start from instead of building one; it is trained in place.
+        replay: uint8 images and labels (MNIST's training set) of which cfg.finetune.replay of
+            every batch is drawn.
 
     Returns:
         The run folder (model.keras, config.toml, history.csv, checkpoint.keras, metrics.json),
@@ -179,66 +272,113 @@ def train(
         return train_ensemble(cfg, data, callbacks=callbacks)
     # Seed before building: the initial weights come from the same generator as the shuffling.
     seed_everything(t.seed)
-    model = build_model(cfg.model)
-    run = RunDir.create(t.out, cfg.model.name)
+    if model is None:
+        model = build_model(cfg.model)
+    run = RunDir.create(t.out, cfg.model.name if cfg.finetune is None else f"{cfg.model.name}-finetune")
     write_config(cfg, run.config)
 
     x_fit, y_fit, x_val, y_val = _train_val(data, t)
+    share = cfg.finetune.replay if cfg.finetune and replay is not None else 0.0
+    if share > 0:
+        inputs = ReplayBatches(preprocess_images(x_fit), one_hot(y_fit), preprocess_images(replay[0]),
+                               one_hot(replay[1]), t.batch_size, share, t.seed)
+        fit_args: dict[str, Any] = {"x": inputs}
+        images_per_epoch = len(inputs) * t.batch_size
+    else:
+        fit_args = {"x": preprocess_images(x_fit), "y": one_hot(y_fit), "batch_size": t.batch_size}
+        images_per_epoch = len(x_fit)
+    steps_per_epoch = -(-images_per_epoch // t.batch_size)
+    validation = (preprocess_images(x_val), one_hot(y_val)) if len(x_val) else None
 
-    # Augmentation wraps the model for fitting only; the saved model is the bare network.
-    trainer = model
-    if t.augment > 0:
-        inputs = keras.Input(model.input_shape[1:], name="image")
-        trainer = keras.Model(inputs, model(augmentation(t.augment)(inputs)), name=f"{model.name}_train")
-    steps_per_epoch = -(-len(x_fit) // t.batch_size)
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate(t, steps_per_epoch)),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
-        metrics=["accuracy"],
-        steps_per_execution=t.steps_per_execution,
-    )
-    callbacks = [keras.callbacks.CSVLogger(str(run.history)), EpochCheckpoint(run), *(callbacks or [])]
-    if t.patience > 0:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_accuracy", patience=t.patience, restore_best_weights=True
-            )
-        )
-    # A progress bar redrawn with \r floods a log file; one line per epoch reads better there.
-    fit_verbose = 2 if t.verbose == 1 and not sys.stdout.isatty() else t.verbose
+    every_phase = [keras.callbacks.CSVLogger(str(run.history), append=True), EpochCheckpoint(run),
+                   *(callbacks or [])]
     if t.verbose:
         # Listed before RunProgress so the epoch's bar is finished before the run-level line.
-        callbacks += [keras.callbacks.ProgbarLogger(), RunProgress(t.epochs)]
+        every_phase += [keras.callbacks.ProgbarLogger(), RunProgress(t.epochs)]
         held_out = f"validating on {len(x_val):,}" if len(x_val) else "no validation split"
+        mixed = f", {share:.0%} of each batch from MNIST" if share > 0 else ""
+        start_from = f"fine-tuning {cfg.finetune.parent}" if cfg.finetune else f"training {cfg.model.name}"
         print(
-            f"training {cfg.model.name} ({model.count_params():,} parameters) on "
-            f"{len(x_fit):,} images, {held_out}; run folder {run.path}",
+            f"{start_from} ({model.count_params():,} parameters) on {len(x_fit):,} images{mixed}, "
+            f"{held_out}; run folder {run.path}",
             flush=True,
         )
 
     start = time.perf_counter()
-    history = trainer.fit(
-        preprocess_images(x_fit),
-        one_hot(y_fit),
-        validation_data=(preprocess_images(x_val), one_hot(y_val)) if len(x_val) else None,
-        epochs=t.epochs,
-        batch_size=t.batch_size,
-        callbacks=callbacks,
-        verbose=fit_verbose,
-    )
+    epochs_run, val_acc, kept = 0, [], 0
+    for phase in phases(cfg):
+        history = _fit_phase(model, phase, t, fit_args, validation, steps_per_epoch, epochs_run, every_phase)
+        phase_val = history.history.get("val_accuracy") or []
+        phase_kept = int(np.argmax(phase_val)) if t.patience > 0 else len(history.history["loss"]) - 1
+        kept = epochs_run + phase_kept
+        epochs_run += len(history.history["loss"])
+        val_acc += phase_val
     train_seconds = time.perf_counter() - start
 
-    epochs_run = len(history.history["loss"])
-    val_acc = history.history.get("val_accuracy")
-    kept = int(np.argmax(val_acc)) if t.patience > 0 else epochs_run - 1
     return _finish(run, model, t, data, (x_val, y_val), {
         "val_accuracy": float(val_acc[kept]) if val_acc else None,
         "epochs_run": epochs_run,
         "kept_epoch": kept + 1,
         "train_seconds": round(train_seconds, 2),
         "train_images": len(x_fit),
-        "train_images_per_s": round(len(x_fit) * epochs_run / train_seconds),
+        "train_images_per_s": round(images_per_epoch * epochs_run / train_seconds),
     })
+
+
+def _fit_phase(
+    model: keras.Model,
+    phase: Phase,
+    t: TrainConfig,
+    fit_args: dict[str, Any],
+    validation: tuple[np.ndarray, np.ndarray] | None,
+    steps_per_epoch: int,
+    initial_epoch: int,
+    callbacks: list[keras.callbacks.Callback],
+) -> keras.callbacks.History:
+    """Compile for one phase (which layers learn, the optimizer) and fit its epochs."""
+    head = {id(layer) for layer in head_layers(model)} if phase.head_only or phase.head_multiplier != 1 else set()
+    for layer in model.layers:
+        layer.trainable = not phase.head_only or id(layer) in head
+    schedule = learning_rate(dataclasses.replace(t, epochs=phase.epochs, learning_rate=phase.learning_rate),
+                             steps_per_epoch)
+    if phase.head_multiplier != 1:
+        paths = [v.path for layer in model.layers if id(layer) in head for v in layer.trainable_variables]
+        optimizer = LayerwiseAdam(paths, phase.head_multiplier, learning_rate=schedule)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=schedule)
+
+    # Augmentation wraps the model for fitting only; the saved model is the bare network.
+    trainer = model
+    if t.augment > 0:
+        inputs = keras.Input(model.input_shape[1:], name="image")
+        trainer = keras.Model(inputs, model(augmentation(t.augment)(inputs)), name=f"{model.name}_train")
+    trainer.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
+        metrics=["accuracy"],
+        steps_per_execution=t.steps_per_execution,
+    )
+    if t.patience > 0:
+        callbacks = [*callbacks, keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", patience=t.patience, restore_best_weights=True)]
+    # A progress bar redrawn with \r floods a log file; one line per epoch reads better there.
+    fit_verbose = 2 if t.verbose == 1 and not sys.stdout.isatty() else t.verbose
+    history = trainer.fit(
+        **fit_args,
+        validation_data=validation,
+        initial_epoch=initial_epoch,
+        epochs=initial_epoch + phase.epochs,
+        callbacks=callbacks,
+        verbose=fit_verbose,
+    )
+    for layer in model.layers:  # the saved model has every layer trainable again
+        layer.trainable = True
+    return history
+
+
+# Fewest validation images to fit a temperature on: a few dozen are often all right, and the
+# likelihood then falls without end as T -> 0 (a 10-shot fine-tune's 20 gave T = 0.06).
+MIN_CALIBRATION_IMAGES = 200
 
 
 def calibrate(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
@@ -246,9 +386,10 @@ def calibrate(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray) -> dict[
 
     Returns:
         {"temperature", "fitted_on", "val_ece_before", "val_ece_after"}; temperature 1 (as
-        trained) and fitted_on None when there is no validation split to fit it on.
+        trained) and fitted_on None when the validation split is smaller than
+        MIN_CALIBRATION_IMAGES (or absent).
     """
-    if len(x_val) == 0:
+    if len(x_val) < MIN_CALIBRATION_IMAGES:
         return {"temperature": 1.0, "fitted_on": None}
     probs = predict_probs(model, x_val)
     temperature = fit_temperature(probs, y_val)
