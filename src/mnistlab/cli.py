@@ -71,6 +71,22 @@ def _min_confidence_flag(p: argparse.ArgumentParser) -> None:
                    help=f"answer 'unsure' below this calibrated probability (default {DEFAULT_MIN_CONFIDENCE})")
 
 
+def _report_flags(p: argparse.ArgumentParser) -> None:
+    """What `report` and `compare` score and how, and what they print."""
+    from mnistlab.report import SWEEP_IMAGES
+
+    p.add_argument("--folders", nargs="+", action="extend", default=[], metavar="DIR",
+                   help="folders of labelled images to score too: sub-folders 0-9 (as `mnistlab serve` "
+                        "stores corrections) or a labels.csv with columns file,label")
+    p.add_argument("--sweep-images", type=int, default=SWEEP_IMAGES, metavar="N",
+                   help=f"test images in the robustness sweep, a seeded subset (default {SWEEP_IMAGES:,}; 0 skips it)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the sweep's subset and noise (default 0)")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N test images (default all)")
+    p.add_argument("--json", action="store_true",
+                   help="print the files written and the headline numbers as one JSON object")
+    _data_flags(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mnistlab", description="Develop, fine-tune and use handwritten-digit recognizers."
@@ -105,6 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average over the image and its 1-pixel shifts")
     _data_flags(p)
+
+    p = sub.add_parser("report", help="an HTML page on a run: errors, confident mistakes, calibration, robustness")
+    p.add_argument("run", help="run folder written by `mnistlab train`")
+    p.add_argument("--out", metavar="FILE|DIR",
+                   help="the HTML file, or a folder for report.html (default RUN/report.html); "
+                        "the JSON goes beside it, named like it with .json")
+    _report_flags(p)
+
+    p = sub.add_parser("compare", help="one HTML page comparing two or more runs side by side")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run folders written by `mnistlab train`")
+    p.add_argument("--out", metavar="FILE|DIR", default="compare.html",
+                   help="the HTML file, or a folder for report.html (default compare.html in the current "
+                        "folder); the JSON goes beside it, named like it with .json")
+    _report_flags(p)
 
     p = sub.add_parser("predict", help="read the digit in each image (photos, drawings, scans)")
     p.add_argument("run", help="run folder written by `mnistlab train`")
@@ -234,6 +264,58 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_options(args: argparse.Namespace) -> dict[str, Any]:
+    """MNIST loaded as the data flags say, and the options write_report and compare_runs share."""
+    from mnistlab.data import load_mnist
+
+    progress = not args.json
+    data = load_mnist(path=args.data_path, cache_dir=args.cache_dir, offline=args.offline, progress=progress)
+    return {"data": data, "folders": args.folders, "sweep_images": args.sweep_images, "seed": args.seed,
+            "test_limit": args.limit, "progress": progress}
+
+
+def _headline_numbers(report: dict[str, Any]) -> dict[str, Any]:
+    h, rob = report["headline"], report["robustness"]
+    return {
+        "run": h["path"],
+        "test_accuracy": h["test_accuracy"],
+        "test_images": h["test_images"],
+        "test_errors": h["test_errors"],
+        "macro_f1": h["macro_f1"],
+        "temperature": h["temperature"],
+        "ece": h["ece"],
+        "mean_corrupted_accuracy": rob["mean_corrupted_accuracy"] if rob else None,
+        "folders": [{"path": f["path"], "n": f["n"], "accuracy": f["accuracy"]} for f in report["folders"]],
+    }
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mnistlab.report import write_report
+
+    page = write_report(args.run, args.out, **_report_options(args))
+    if args.json:
+        numbers = page.with_suffix(".json")
+        report = json.loads(numbers.read_text(encoding="utf-8"))
+        print(json.dumps({"html": str(page), "json": str(numbers), **_headline_numbers(report)}))
+        return 0
+    print(page)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mnistlab.report import compare_runs
+
+    page = compare_runs(args.runs, args.out, **_report_options(args))
+    if args.json:
+        numbers = page.with_suffix(".json")
+        comparison = json.loads(numbers.read_text(encoding="utf-8"))
+        print(json.dumps({"html": str(page), "json": str(numbers),
+                          "runs": [_headline_numbers(r) for r in comparison["runs"]]}))
+        return 0
+    print(page)
+    return 0
+
+
 def _top3(p: Any) -> str:
     return "  ".join(f"{d}:{c * 100:.0f}%" for d, c in p.top3)
 
@@ -343,6 +425,8 @@ COMMANDS = {
     "train": cmd_train,
     "finetune": cmd_finetune,
     "evaluate": cmd_evaluate,
+    "report": cmd_report,
+    "compare": cmd_compare,
     "predict": cmd_predict,
     "read": cmd_read,
     "export": cmd_export,
