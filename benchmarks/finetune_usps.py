@@ -61,15 +61,16 @@ def main() -> None:
             row = {"name": name, "seed": seed, "after": r.report["after"], "control": r.report["control"],
                    "before": r.report["before"], "epochs": r.run.metrics["epochs_run"],
                    "train_seconds": r.report["train_seconds"]}
+            scratch = (f"; from scratch {row['control']['target_test_accuracy'] * 100:.2f} %"
+                       if row["control"] else "")
             print(f"{name} seed {seed}: USPS {row['after']['target_test_accuracy'] * 100:.2f} %, "
                   f"MNIST {row['after']['mnist_test_accuracy'] * 100:.2f} %, {row['epochs']} epochs, "
-                  f"{row['train_seconds']:.0f} s; from scratch {row['control']['target_test_accuracy'] * 100:.2f} %",
-                  flush=True)
+                  f"{row['train_seconds']:.0f} s{scratch}", flush=True)
             return row
 
         shots = [run("shots10", seed, shots=10) for seed in range(args.shot_seeds)]
         full = run("full")
-        no_replay = run("full-no-replay", replay=0.0, control=False) | {"control": None}
+        no_replay = run("full-no-replay", replay=0.0, control=False)
 
     before = full["before"]
 

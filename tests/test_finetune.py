@@ -190,7 +190,7 @@ def test_each_strategy_moves_the_layers_it_says(parent, target_npz, tmp_path, st
 
 
 def test_report_and_run_folder(parent, target_npz, mnist, tmp_path):
-    cfg = finetune_config(parent, {"data": str(target_npz), "shots": 8, "replay": 0.5},
+    cfg = finetune_config(parent, {"data": str(target_npz), "shots": 8, "replay": 0.5, "control_epochs": 3},
                           {**QUICK, "out": str(tmp_path / "ft")})
     result = finetune(cfg, mnist=mnist)
     report, run = result.report, result.run.run
@@ -205,9 +205,11 @@ def test_report_and_run_folder(parent, target_npz, mnist, tmp_path):
     assert json.loads(run.metrics.read_text())["finetune"] == json.loads(json.dumps(report))
     text = (run.path / REPORT_FILE).read_text()
     assert "before (source only)" in text and "control: from scratch" in text and "forgetting" in text
-    assert (run.path / CONTROL_DIR / "model.keras").is_file()
+    control = result.control.metrics
+    assert (run.path / CONTROL_DIR / "model.keras").is_file() and control["epochs_run"] <= 3
+    assert control["train_images"] == 72 and report["control"]["target_test_accuracy"] == control["test_accuracy"]
     assert config_from_dict(read_config_file(run.config)).finetune.parent == str(parent)
-    assert result.run.metrics["train_images"] == 64  # 80 shots, 20 % of each class held out
+    assert result.run.metrics["train_images"] == 72  # 80 shots, 10 % of each class held out
 
 
 def test_replay_keeps_mnist_better_than_no_replay(parent, target_npz, mnist, tmp_path):

@@ -134,6 +134,7 @@ class FinetuneConfig:
     replay: float = 0.75
     test_fraction: float = 0.2  # held out per class when the source has no test split of its own
     control: bool = True  # also train the architecture from scratch on the same target data
+    control_epochs: int = 100  # the control's upper bound; it stops when validation stalls
 
     def __post_init__(self) -> None:
         _check(self.strategy in STRATEGIES, f"strategy must be one of {', '.join(STRATEGIES)}")
@@ -142,6 +143,7 @@ class FinetuneConfig:
         _check(self.shots >= 0, "shots must be >= 0")
         _check(0.0 <= self.replay <= 0.9, "replay must be in [0, 0.9]")
         _check(0.0 < self.test_fraction < 1.0, "test_fraction must be in (0, 1)")
+        _check(self.control_epochs >= 1, "control_epochs must be at least 1")
 
 
 @dataclass(frozen=True)
