@@ -18,6 +18,7 @@ from typing import Any
 from mnistlab import __version__
 from mnistlab.config import (
     DEFAULT_PRESET,
+    FINETUNE_TRAIN,
     Config,
     FinetuneConfig,
     ModelConfig,
@@ -33,8 +34,13 @@ _TRAIN_FLAG_SKIP = {"verbose"}
 _FINETUNE_FLAG_SKIP = {"parent", "data"}  # the positional RUN and --data
 
 
-def _field_flags(group: argparse._ArgumentGroup, cls: type, skip: set[str], prefix: str) -> None:
-    """Add one --flag per dataclass field; unset flags stay out of the namespace (SUPPRESS)."""
+def _field_flags(
+    group: argparse._ArgumentGroup, cls: type, skip: set[str], prefix: str, defaults: dict[str, Any] | None = None
+) -> None:
+    """Add one --flag per dataclass field; unset flags stay out of the namespace (SUPPRESS).
+
+    defaults: what the command uses instead of a field's own default, for the help text.
+    """
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -44,8 +50,9 @@ def _field_flags(group: argparse._ArgumentGroup, cls: type, skip: set[str], pref
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
         else:
             metavar = "N,N,..." if str(f.type).startswith("tuple") else f.name.split("_")[-1].upper()
+            default = (defaults or {}).get(f.name, f.default)
             group.add_argument(flag, dest=dest, default=argparse.SUPPRESS, metavar=metavar,
-                               help=f"default {f.default!r}" if f.default is not dataclasses.MISSING else None)
+                               help=f"default {default!r}" if default is not dataclasses.MISSING else None)
 
 
 def _data_flags(p: argparse.ArgumentParser, cache_only: bool = False) -> None:
@@ -112,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the before/after report as JSON")
     _data_flags(p, cache_only=True)
     _field_flags(p.add_argument_group("fine-tuning"), FinetuneConfig, _FINETUNE_FLAG_SKIP, "finetune.")
-    _field_flags(p.add_argument_group("run settings"), TrainConfig, _TRAIN_FLAG_SKIP | {"ensemble"}, "train.")
+    _field_flags(p.add_argument_group("run settings"), TrainConfig, _TRAIN_FLAG_SKIP | {"ensemble"}, "train.",
+                 FINETUNE_TRAIN)
 
     p = sub.add_parser("evaluate", help="score a run's saved model on the MNIST test set")
     p.add_argument("run", help="run folder written by `mnistlab train`")
