@@ -10,6 +10,7 @@ folder as `config.toml`, so `mnistlab train --config runs/x/config.toml` repeats
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,7 +121,7 @@ class TrainConfig:
         _check(self.epochs >= 1, "epochs must be at least 1")
         _check(self.batch_size >= 1, "batch_size must be at least 1")
         _check(self.steps_per_execution >= 1, "steps_per_execution must be at least 1")
-        _check(self.learning_rate > 0, "learning_rate must be > 0")
+        _check(0 < self.learning_rate < math.inf, "learning_rate must be > 0 and finite")
         _check(0.0 <= self.validation_split < 1.0, "validation_split must be in [0, 1)")
         _check(self.patience >= 0, "patience must be >= 0")
         _check(
@@ -156,7 +157,7 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         _check(self.strategy in STRATEGIES, f"strategy must be one of {', '.join(STRATEGIES)}")
-        _check(self.head_learning_rate > 0, "head_learning_rate must be > 0")
+        _check(0 < self.head_learning_rate < math.inf, "head_learning_rate must be > 0 and finite")
         _check(self.head_epochs >= 1, "head_epochs must be at least 1")
         _check(self.shots >= 0, "shots must be >= 0")
         _check(0.0 <= self.replay <= 0.9, "replay must be in [0, 0.9]")
@@ -209,7 +210,7 @@ def coerce(cls: type, key: str, value: Any) -> Any:
     hints = get_type_hints(cls)
     if key not in hints:
         known = ", ".join(f.name for f in dataclasses.fields(cls))
-        raise ConfigError(f"unknown {cls.__name__} field {key!r}; known fields: {known}.")
+        raise ConfigError(f"unknown {cls.__name__} field {_shown(key)}; known fields: {known}.")
     hint = hints[key]
     try:
         if get_origin(hint) is tuple:
@@ -220,10 +221,16 @@ def coerce(cls: type, key: str, value: Any) -> Any:
                 raise TypeError
             return tuple(_scalar(item_type, v) for v in value)
         return _scalar(hint, value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float() of a 400-digit int
         raise ConfigError(
-            f"{cls.__name__}.{key} expects {getattr(hint, '__name__', hint)}, got {value!r}."
+            f"{cls.__name__}.{key} expects {getattr(hint, '__name__', hint)}, got {_shown(value)}."
         ) from None
+
+
+def _shown(value: Any, width: int = 60) -> str:
+    """repr(value) cut to `width` characters, for a message that stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _scalar(kind: type, value: Any) -> Any:
@@ -260,7 +267,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: not UTF-8, or a NUL in the path
         raise ConfigError(f"cannot read config file {path}: {e}.") from None
     try:
         if path.suffix == ".toml":
@@ -269,15 +276,21 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             data = yaml.safe_load(text) or {}
         else:
             raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml.")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
-        reason = str(e).splitlines()[0]
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, RecursionError) as e:
+        # Both parsers recurse into nested arrays: [[[[... of a few thousand levels ends the stack.
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0]
         raise ConfigError(f"config file {path} is not valid {path.suffix[1:].upper()}: {reason}.") from None
+    _check_tables(data, f"config file {path}")
+    return data
+
+
+def _check_tables(data: Any, where: str) -> None:
+    """Refuse anything but a dict of model/train/finetune tables, each a dict."""
     if not isinstance(data, dict) or set(data) - set(_TABLES):
-        raise ConfigError(f"config file {path} must hold only [model], [train] and [finetune] tables.")
+        raise ConfigError(f"{where} must hold only [model], [train] and [finetune] tables.")
     for section in data.values():
         if not isinstance(section, dict):
-            raise ConfigError(f"config file {path}: [model], [train] and [finetune] must be tables.")
-    return data
+            raise ConfigError(f"{where}: [model], [train] and [finetune] must be tables.")
 
 
 def resolve_config(
@@ -290,8 +303,14 @@ def resolve_config(
 ) -> Config:
     """Layer a preset (its architecture and the run settings it chose), a config file's tables
     and flag overrides into one frozen Config; a [finetune] table or finetune overrides make it
-    a fine-tune's."""
+    a fine-tune's.
+
+    Raises:
+        ConfigError: tables that are not model/train/finetune dicts, an unknown field, or a
+            value of the wrong kind or out of range.
+    """
     file_data = file_data or {}
+    _check_tables(file_data, "config data")
     model_fields = {**file_data.get("model", {}), **(model_overrides or {})}
     train_fields = {**(preset_train or {}), **file_data.get("train", {}), **(train_overrides or {})}
     model = dataclasses.replace(

@@ -16,6 +16,7 @@ OnnxModel runs such a file on onnxruntime alone: importing this module, or predi
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import shutil
@@ -86,9 +87,24 @@ class OnnxModel:
         self.session = self._open(ort, threads)
         batch_threads = batch_threads or os.cpu_count() or 1
         self._batch_session = self._open(ort, batch_threads) if batch_threads != threads else self.session
-        self.input_name = self.session.get_inputs()[0].name
-        self._outputs = [self.session.get_outputs()[0].name]
+        from mnistlab.predict import takes_mnist
+
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or not outputs or not takes_mnist(inputs[0].shape, outputs[0].shape):
+            raise ExportError(
+                f"ONNX model {self.path} maps {[i.shape for i in inputs]} to "
+                f"{[o.shape for o in outputs]}, not one MNIST input (N, 28, 28, 1) to (N, 10)."
+            )
+        self.input_name = inputs[0].name
+        self._outputs = [outputs[0].name]
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        recorded = self.metadata.get("temperature", "1.0")
+        try:
+            self._temperature = float(recorded)
+        except ValueError:
+            self._temperature = math.nan
+        if not 0 < self._temperature < math.inf:
+            raise ExportError(f"ONNX model {self.path} records temperature {recorded[:40]!r}, not a number > 0.")
 
     def _open(self, ort: Any, threads: int) -> Any:
         options = ort.SessionOptions()
@@ -104,7 +120,7 @@ class OnnxModel:
     @property
     def temperature(self) -> float:
         """The calibration temperature recorded at export (1.0 for a file without one)."""
-        return float(self.metadata.get("temperature", 1.0))
+        return self._temperature
 
     def predict(self, x: np.ndarray, batch_size: int = 1024, verbose: int = 0) -> np.ndarray:
         """(N, 10) float32 probabilities for model input x, (N, 28, 28, 1) float32 in [0, 1].

@@ -13,6 +13,7 @@ Keras and the image libraries are imported when first needed, so `import mnistla
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,13 +109,21 @@ class Predictor:
         """Load a run folder's model (Keras safe mode) and the temperature fitted at training.
 
         Raises:
-            RunError: no such run, or a model that cannot be loaded.
+            RunError: no such run, a model that cannot be loaded or that does not take MNIST's
+                (N, 28, 28, 1) images to (N, 10) probabilities, or a damaged metrics.json.
         """
-        from mnistlab.runs import RunDir
+        from mnistlab.runs import RunDir, RunError
 
         folder = RunDir.open(run)
-        calibration = folder.read_metrics().get("calibration") or {}
-        return cls(folder.load_model(), float(calibration.get("temperature", 1.0)), min_confidence)
+        temperature = _recorded_temperature(folder.read_metrics(), folder.metrics)
+        model = folder.load_model()
+        shapes = (getattr(model, "input_shape", None), getattr(model, "output_shape", None))
+        if not takes_mnist(*shapes):
+            raise RunError(
+                f"model {folder.model} maps {shapes[0]} to {shapes[1]}, not MNIST's (N, 28, 28, 1) "
+                "images to (N, 10) probabilities."
+            )
+        return cls(model, temperature, min_confidence)
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> Predictor:
@@ -186,6 +195,36 @@ class Predictor:
             digits=tuple(digits),
             boxes=tuple(tuple(p.box) for p in parts),
         )
+
+
+def takes_mnist(input_shape: Any, output_shape: Any) -> bool:
+    """Do these shapes (Keras's, or ONNX's with names for free dimensions) map MNIST's model input
+    (N, 28, 28, 1) to (N, 10)? Dimensions that are not integers match anything."""
+    from mnistlab.data import INPUT_SHAPE, NUM_CLASSES
+
+    def matches(shape: Any, expected: tuple[int, ...]) -> bool:
+        if not isinstance(shape, (list, tuple)) or len(shape) != len(expected) + 1:
+            return False
+        return all(not isinstance(d, int) or d == e for d, e in zip(shape[1:], expected))
+
+    return matches(input_shape, INPUT_SHAPE) and matches(output_shape, (NUM_CLASSES,))
+
+
+def _recorded_temperature(metrics: Any, where: Path) -> float:
+    """The temperature fitted at training, from metrics.json (1.0 where none was).
+
+    Raises:
+        RunError: metrics.json is not an object, or its temperature is not a finite number > 0.
+    """
+    from mnistlab.runs import RunError
+
+    if not isinstance(metrics, dict):
+        raise RunError(f"{where} is not a JSON object of metrics.")
+    calibration = metrics.get("calibration") or {}
+    value = calibration.get("temperature", 1.0) if isinstance(calibration, dict) else calibration
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise RunError(f"{where} records temperature {str(value)[:40]!r}; it must be a number > 0.")
+    return float(value)
 
 
 def _name(source: Source, index: int) -> str:

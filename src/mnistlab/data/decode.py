@@ -40,7 +40,7 @@ def decode_image(source: str | os.PathLike | bytes, name: str | None = None) -> 
 
     Raises:
         ImageError: missing or unreadable file, not an image, damaged or truncated, no pixels,
-            or more than MAX_PIXELS (judged from the header, before decoding).
+            NaN pixels, or more than MAX_PIXELS (judged from the header, before decoding).
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name or f"<{len(source)} bytes>"
@@ -58,6 +58,8 @@ def decode_image(source: str | os.PathLike | bytes, name: str | None = None) -> 
         raise ImageError(f"Image {label} does not exist.") from exc
     except OSError as exc:  # a directory, no permission, an I/O error
         raise ImageError(f"Image {label} could not be read ({exc.strerror or exc}).") from exc
+    except ValueError as exc:  # open() refuses a NUL in the path (_decode raises ImageError only)
+        raise ImageError(f"Image path {path!r} holds a NUL character; no file has such a name.") from exc
 
 
 def _decode(stream: io.BufferedIOBase, label: str) -> np.ndarray:
@@ -89,11 +91,14 @@ def _decode(stream: io.BufferedIOBase, label: str) -> np.ndarray:
         try:
             image.load()
             upright = _exif_upright(image)
-            return _grey(upright)
+            grey = _grey(upright)
         # Pillow's decoders report damage as OSError, SyntaxError, ValueError, EOFError,
         # struct.error, IndexError ... depending on the format; all mean the same to the user.
         except Exception as exc:
             raise ImageError(f"Image {label} is damaged or truncated ({_detail(exc)}).") from exc
+        if upright.mode == "F" and np.isnan(grey).any():  # a float TIFF can hold NaN
+            raise ImageError(f"Image {label} has pixels that are not numbers (NaN).")
+        return grey
 
 
 def _detail(exc: Exception) -> str:

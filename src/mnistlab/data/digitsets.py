@@ -42,6 +42,7 @@ from mnistlab.data.mnist import (
     DataError,
     _download,
     _file_digest,
+    _reason,
     _resolve_cache_dir,
     _sha256,
 )
@@ -323,7 +324,7 @@ def _parse_usps(data: bytes, path: Path) -> _Digits:
         # 0.3 s for the 7,291 lines of zip.train.gz; the checksum has vouched for the format.
         table = np.loadtxt(io.BytesIO(gzip.decompress(data)), dtype=np.float32, ndmin=2)
     except _READ_ERRORS as exc:
-        raise DataError(f"USPS file {path} could not be parsed ({exc}).") from exc
+        raise DataError(f"USPS file {path} could not be parsed ({_reason(exc)}).") from exc
     labels = table[:, 0]
     if table.shape[1] != _USPS_VALUES or not np.isin(labels, np.arange(NUM_CLASSES)).all():
         raise DataError(
@@ -416,12 +417,16 @@ def _read_labels_file(folder: Path, labels_file: Path) -> list[tuple[Path, int]]
     try:
         text = labels_file.read_text(encoding="utf-8-sig")  # -sig: a spreadsheet's byte-order mark
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{labels_file} could not be read ({exc}).") from exc
+        raise DataError(f"{labels_file} could not be read ({_reason(exc)}).") from exc
+    reader = csv.reader(io.StringIO(text))
+    try:
+        rows = [(reader.line_num, row) for row in reader]  # line_num: where the row ended
+    except csv.Error as exc:  # a field over csv.field_size_limit() (128 KiB)
+        raise DataError(f"{labels_file} line {reader.line_num} is not CSV ({_reason(exc)}).") from exc
     entries: list[tuple[Path, int]] = []
     lines_of: dict[str, int] = {}  # file name -> the line that listed it
     first = True
-    rows = csv.reader(io.StringIO(text))
-    for row in rows:
+    for line, row in rows:
         fields = [field.strip() for field in row]
         if not any(fields):
             continue
@@ -429,15 +434,15 @@ def _read_labels_file(folder: Path, labels_file: Path) -> list[tuple[Path, int]]
         first = False
         if header:  # "file,label", or whatever the columns were called
             continue
-        where = f"{labels_file} line {rows.line_num}"
+        where = f"{labels_file} line {line}"
         if len(fields) != 2 or not fields[0]:
-            raise DataError(f"{where} is not a `file,label` row: {','.join(row)!r}.")
+            raise DataError(f"{where} is not a `file,label` row: {','.join(row)[:60]!r}.")
         name, label = fields
         if label not in _DIGIT_NAMES:
-            raise DataError(f"{where} gives label {label!r}; labels are the digits 0-9.")
+            raise DataError(f"{where} gives label {label[:20]!r}; labels are the digits 0-9.")
         if name in lines_of:
             raise DataError(f"{where} lists {name} again (first on line {lines_of[name]}).")
-        lines_of[name] = rows.line_num
+        lines_of[name] = line
         path = folder / name
         if not path.is_file():
             raise DataError(f"{where} names {name}, which is not a file in {folder}.")
@@ -455,7 +460,7 @@ def _read_npz(path: Path) -> tuple[_Digits, _Digits | None, str]:
     except ValueError as exc:  # neither zip nor .npy: NumPy would try it as a pickle
         raise DataError(f"{path} is not an .npz file: NumPy found no arrays in it.") from exc
     except _READ_ERRORS as exc:  # a damaged zip, an empty file
-        reason = str(exc) or type(exc).__name__
+        reason = _reason(exc)
         raise DataError(f"{path} could not be read as an .npz file ({reason}).") from exc
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise DataError(f"{path} holds a single .npy array, not an .npz file of arrays x and y.")
@@ -473,16 +478,19 @@ def _read_npz(path: Path) -> tuple[_Digits, _Digits | None, str]:
 
 def _npz_array(npz: np.lib.npyio.NpzFile, name: str, path: Path) -> np.ndarray:
     try:
-        return npz[name]
+        array = npz[name]
     except ValueError as exc:
         if "allow_pickle" in str(exc):
             raise DataError(
                 f"Array {name} in {path} holds Python objects, which are not loaded (unpickling "
                 "can run code); store numbers."
             ) from exc
-        raise DataError(f"Array {name} in {path} could not be read ({exc}).") from exc
+        raise DataError(f"Array {name} in {path} could not be read ({_reason(exc)}).") from exc
     except _READ_ERRORS as exc:  # e.g. "Bad CRC-32" after a flipped byte
-        raise DataError(f"Array {name} in {path} could not be read ({exc}).") from exc
+        raise DataError(f"Array {name} in {path} could not be read ({_reason(exc)}).") from exc
+    if not isinstance(array, np.ndarray):  # NpzFile gives a member without .npy header as bytes
+        raise DataError(f"Array {name} in {path} is not an .npy array.")
+    return array
 
 
 def _npz_digits(arrays: dict[str, np.ndarray], x_name: str, y_name: str, path: Path) -> _Digits:

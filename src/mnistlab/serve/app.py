@@ -42,6 +42,7 @@ from PIL import Image
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from mnistlab import __version__
 from mnistlab.data import (
@@ -274,11 +275,16 @@ async def _body(request: Request, limits: Limits) -> AsyncIterator[bytes]:
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, too_large)
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, too_large)
-        yield chunk
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, too_large)
+            yield chunk
+    except ClientDisconnect:
+        # Gone mid-body, or a body uvicorn refused (bad chunked encoding) after the route began:
+        # nobody reads the answer, but it is a refusal, not a traceback in the log.
+        raise ApiError(400, "the client disconnected before the body arrived") from None
 
 
 async def _parse_multipart(request: Request, limits: Limits, extra_fields: tuple[str, ...]) -> Parsed:
