@@ -14,6 +14,7 @@ from mnistlab.cli import main
 from mnistlab.data import PREPROCESSING_VERSION, default_cache_dir
 from mnistlab.export import ExportError, OnnxModel, export_model
 from mnistlab.predict import Predictor
+from mnistlab.runs import LOCK_FILE
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,8 @@ def _sha256(path):
 
 
 def _leftovers(folder):
-    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+    """Hidden files other than the run's lock: temporary files an export left behind."""
+    return [p.name for p in folder.iterdir() if p.name.startswith(".") and p.name != LOCK_FILE]
 
 
 def test_onnx_export_passes_parity(tiny_run, exported):

@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help=f"preset to start from (default {DEFAULT_PRESET}; see `mnistlab models`)")
     p.add_argument("--config", metavar="FILE", help="TOML or YAML file with [model] and [train] tables")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output, only the result")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the unfinished (killed) run in --out from its last completed epoch, or without "
+                        "--out the newest unfinished run of this config in runs/<model>-*; an error if there is "
+                        "none. Running the same command with --out again resumes too; a finished run or "
+                        "another config there is refused")
     _data_flags(p, cache_only=True)
     _field_flags(p.add_argument_group("run settings"), TrainConfig, _TRAIN_FLAG_SKIP, "train.")
     _field_flags(p.add_argument_group("architecture"), ModelConfig, _MODEL_FLAG_SKIP, "model.")
@@ -216,7 +221,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     t = cfg.train
     data = load_mnist(path=t.data_path or None, cache_dir=args.cache_dir, offline=t.offline,
                       progress=t.verbose > 0)
-    result = train(cfg, data=data)
+    result = train(cfg, data=data, resume=args.resume)
     m = result.metrics
     if "members" in m:
         detail = (f"ensemble of {m['members']}, members {m['member_test_accuracy_mean'] * 100:.2f} % "
@@ -224,6 +229,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         n = m["epochs_run"]
         detail = f"{n} epoch{'' if n == 1 else 's'}, {m['train_seconds']:.0f} s"
+        if m.get("resumed_from_epoch") is not None:
+            detail += f", resumed after epoch {m['resumed_from_epoch']}"
     print(f"test accuracy {m['test_accuracy'] * 100:.2f} %  loss {m['test_loss']:.4f}  ({detail})")
     print(f"run folder {result.run.path}")
     return 0

@@ -3,30 +3,48 @@
     mnistlab evaluate runs/cnn-20261130-101500   # reads a folder this module wrote
 
 A run folder is claimed with an exclusive mkdir, so two runs never share one and an existing
-folder is never overwritten. Every file is written to a temporary name in the same folder and
-renamed into place, so a crash leaves either the old file or the new one, never half of one.
+folder is never overwritten; the process training into it holds its lock file, so a killed run
+can be continued in place (see claim_run) but never by two processes at once. Every file
+is written to a temporary name in the same folder and renamed into place, so a crash leaves
+either the old file or the new one, never half of one; only history.csv is appended to, and a
+resumed run cuts it back to the epochs its checkpoint holds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import os
 import platform
+import secrets
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import filelock
+
+from mnistlab.config import Config, config_from_dict, read_config_file, write_config
 from mnistlab.errors import MnistlabError
+from mnistlab.files import atomic_write
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.toml"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.keras"  # the last completed epoch, replaced every epoch
+BEST_WEIGHTS_FILE = "best_weights.npz"  # with early stopping: the best epoch's weights so far
+# Locked (flock) by the process training into the folder. The kernel drops the lock when that
+# process dies, even by kill -9, so a leftover file never blocks a resume; it is left in place,
+# as deleting a lock file races with a process that has just opened it.
+LOCK_FILE = ".lock"
+# What an atomic write interrupted by a kill leaves beside its file: files.atomic_write's
+# ".<name>.<pid>.<hex>.tmp" and save_model_atomic's ".<name>.<pid>.<hex>.tmp.keras".
+_TEMPORARY_SUFFIXES = (".tmp", ".tmp.keras")
 
 
 class RunError(MnistlabError):
@@ -34,14 +52,15 @@ class RunError(MnistlabError):
 
 
 def save_model_atomic(model: Any, path: Path) -> None:
-    """model.save() to a temporary `.keras` file, then rename it over `path`."""
+    """model.save() to a temporary `.keras` file, fsync it, then rename it over `path`."""
     # Keras insists on the .keras suffix, so the temporary name keeps it.
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # A unique name that Keras creates (not mkstemp's), so the file gets the usual permissions.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp.keras")
     try:
         model.save(tmp)
+        with open(tmp, "rb") as f:  # on disk before the rename, so a power cut cannot empty it
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -99,6 +118,77 @@ class RunDir:
     @property
     def checkpoint(self) -> Path:
         return self.path / CHECKPOINT_FILE
+
+    @property
+    def best_weights(self) -> Path:
+        return self.path / BEST_WEIGHTS_FILE
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run completed: metrics.json is written last, after model.keras."""
+        return self.metrics.is_file()
+
+    def temporary_files(self) -> list[Path]:
+        """Half-written files that an interrupted atomic write left behind (never the file it was
+        replacing, which is whole)."""
+        return [p for p in self.path.iterdir()
+                if p.name.startswith(".") and p.name.endswith(_TEMPORARY_SUFFIXES)]
+
+    def is_unstarted(self) -> bool:
+        """Whether the folder holds nothing of a run: empty, or only a lock and temporary files
+        (a run killed before its config.toml was in place)."""
+        leftovers = {LOCK_FILE, *(p.name for p in self.temporary_files())}
+        return all(p.name in leftovers for p in self.path.iterdir())
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[RunDir]:
+        """Hold the folder's lock file while a process trains into it.
+
+        Raises:
+            RunError: another process holds it (it is training into this folder now).
+        """
+        lock = filelock.FileLock(self.path / LOCK_FILE)
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise RunError(
+                f"run folder {self.path} is in use by another training process; "
+                "wait for it to end or choose another --out."
+            ) from None
+        try:
+            yield self
+        finally:
+            lock.release()
+
+    def truncate_history(self, epochs: int) -> list[dict[str, str]]:
+        """Cut history.csv back to its first `epochs` rows, the epochs a checkpoint holds: a run
+        killed after CSVLogger wrote a row but before the checkpoint, or halfway through a row,
+        left more. The file is rewritten atomically, byte for byte as it was up to there.
+
+        Returns:
+            The rows kept, as csv.DictReader reads them.
+
+        Raises:
+            RunError: the file holds fewer complete rows than `epochs`, or rows out of order.
+        """
+        try:
+            data = self.history.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        # CSVLogger ends every line with \r\n: a line without its \n was cut short.
+        lines = [line for line in data.splitlines(keepends=True) if line.endswith(b"\n")]
+        if not lines:  # not even a header: the first epoch never ended
+            if epochs:
+                raise RunError(f"{self.history} is missing or empty, but the checkpoint holds {epochs} epochs.")
+            self.history.unlink(missing_ok=True)
+            return []
+        kept = lines[: 1 + epochs]
+        rows = list(csv.DictReader(line.decode("utf-8") for line in kept))
+        if [r.get("epoch") for r in rows] != [str(e) for e in range(epochs)]:
+            raise RunError(f"{self.history} does not hold epochs 0 to {epochs - 1}, which the checkpoint holds.")
+        if len(kept) < len(lines) or len(data) != sum(map(len, lines)):
+            atomic_write(self.history, lambda out: out.write(b"".join(kept)))
+        return rows
 
     @classmethod
     def create(cls, out: str, name: str) -> RunDir:
@@ -169,3 +259,112 @@ class RunDir:
 def command_line() -> str:
     """The command that started this process, for the record in metrics.json."""
     return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+# Fields a resumed run may change: how much it prints, whether it may download, and the --out
+# that named the folder (the folder is the run, wherever it was moved or however it was named).
+_RESUME_MAY_CHANGE = ("verbose", "offline", "out")
+
+
+def _comparable(cfg: Config) -> dict[str, dict[str, Any]]:
+    tables = cfg.to_dict()
+    tables["train"] = {k: v for k, v in tables["train"].items() if k not in _RESUME_MAY_CHANGE}
+    return tables
+
+
+def config_difference(cfg: Config, run: RunDir) -> str:
+    """How `cfg` differs from the config.toml in `run`, up to verbose, offline and out: "" when
+    not at all, else like "train.epochs 4 there, 5 here"."""
+    try:
+        saved = _comparable(config_from_dict(read_config_file(run.config)))
+    except MnistlabError as e:
+        return f"its config.toml cannot be used: {e}"
+    ours = _comparable(cfg)
+    diffs = []
+    for table in sorted(set(saved) | set(ours)):
+        there, here = saved.get(table, {}), ours.get(table, {})
+        for key in sorted(set(there) | set(here)):
+            if there.get(key, _ABSENT) != here.get(key, _ABSENT):
+                diffs.append(f"{table}.{key} {there.get(key, _ABSENT)!r} there, {here.get(key, _ABSENT)!r} here")
+    return "; ".join(diffs)
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "absent"
+
+
+_ABSENT = _Absent()
+
+
+def _check_claim(cfg: Config, run: RunDir, resume: bool, not_resumable: str) -> None:
+    """Refuse, touching nothing, a folder holding anything but an unfinished run of `cfg`."""
+    if not run.path.is_dir():
+        raise RunError(f"run folder {run.path} exists and is not a folder.")
+    if run.is_unstarted():
+        if resume:
+            raise RunError(f"nothing to resume in {run.path}: no run was started there.")
+        return
+    if not run.config.is_file():
+        raise RunError(f"run folder {run.path} already exists and holds no run; choose another --out or remove it first.")
+    if run.finished:
+        raise RunError(f"run folder {run.path} already exists and holds a finished run; choose another --out "
+                       "(or remove it to train again).")
+    diff = config_difference(cfg, run)
+    if diff:
+        raise RunError(f"run folder {run.path} already exists and holds an unfinished run of another config "
+                       f"({diff}); give that config to resume it, or choose another --out.")
+    if not_resumable:
+        raise RunError(f"run folder {run.path} holds an unfinished run that cannot be resumed ({not_resumable}); "
+                       "remove it and start again.")
+
+
+def _newest_unfinished(cfg: Config, name: str) -> RunDir:
+    """The most recently started unfinished run of `cfg` among runs/<name>-*."""
+    runs = [RunDir(p) for p in Path("runs").glob(f"{name}-*") if (p / CONFIG_FILE).is_file()]
+    runs = [r for r in runs if not r.finished and not config_difference(cfg, r)]
+    if not runs:
+        raise RunError(f"nothing to resume: no unfinished run of this config in runs/{name}-*; "
+                       "name its folder with --out.")
+    return max(runs, key=lambda r: r.config.stat().st_mtime)
+
+
+@contextlib.contextmanager
+def claim_run(cfg: Config, name: str, resume: bool = False, not_resumable: str = "") -> Iterator[tuple[RunDir, bool]]:
+    """The run folder to train `cfg` into, locked for this process, and whether a run is to be
+    continued in it.
+
+    cfg.train.out names the folder. A new one is created and gets config.toml. An existing one
+    holding an unfinished run of the same config (a killed run; verbose, offline and out may
+    differ) is continued, after the temporary files of its interrupted writes are removed; an
+    empty one is used; anything else is refused with nothing in it touched. Without out, a new
+    runs/<name>-<timestamp> is created, or with `resume` the newest unfinished run of the same
+    config among runs/<name>-* (by the time its config.toml was written) is continued.
+
+    Args:
+        resume: there must be a run to continue (an error otherwise).
+        not_resumable: why an unfinished run of `cfg` cannot be continued, if it cannot.
+
+    Raises:
+        RunError: a folder holding anything else (a finished run, another config, other
+            files), nothing to resume, or a folder another process is training into.
+    """
+    out = cfg.train.out
+    if out and not Path(out).exists():
+        if resume:
+            raise RunError(f"nothing to resume: run folder {out} does not exist.")
+        run, created = RunDir.create(out, name), True
+    elif out or resume:
+        run, created = (RunDir(Path(out)) if out else _newest_unfinished(cfg, name)), False
+        _check_claim(cfg, run, resume, not_resumable)  # before locking, which adds the lock file
+    else:
+        run, created = RunDir.create("", name), True
+    with run.locked():
+        if not created:
+            _check_claim(cfg, run, resume, not_resumable)  # again: it may have changed meanwhile
+            for path in run.temporary_files():
+                path.unlink()
+        resuming = not created and not run.is_unstarted()
+        if not resuming:
+            write_config(cfg, run.config)
+        yield run, resuming

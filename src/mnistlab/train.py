@@ -5,6 +5,12 @@
 The one training path: Adam on categorical cross-entropy with accuracy, a validation split taken
 from the end of the training set, early stopping that restores the best validation weights, a
 checkpoint after every epoch, and a final score on the test set (never used to pick the epoch).
+
+A run killed at any moment (kill -9 included) is continued by running the same command again
+with the same --out (runs.claim_run says which folders are continued): the checkpoint holds the
+weights and the optimizer, whose step count says how many epochs were completed, so training
+goes on from the next one with the learning-rate schedule where it was. Only the data order
+differs from an uninterrupted run: the shuffling is reseeded with seed + completed epochs.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from mnistlab.config import Config, TrainConfig, write_config
+from mnistlab.config import Config, TrainConfig
 from mnistlab.data import MnistArrays, load_mnist, one_hot, preprocess_images
 from mnistlab.evaluate import (
     apply_temperature,
@@ -27,11 +33,14 @@ from mnistlab.evaluate import (
     fit_temperature,
     predict_probs,
 )
-from mnistlab.files import atomic_write_json
+from mnistlab.files import atomic_write, atomic_write_json
 from mnistlab.models import build_model, head_layers
 from mnistlab.runs import (
     RunDir,
+    RunError,
+    claim_run,
     command_line,
+    config_difference,
     library_versions,
     machine_info,
     save_model_atomic,
@@ -48,18 +57,46 @@ class RunResult:
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Save the whole model (weights and optimizer) after every epoch, atomically.
+    """Save what fit() trains (the model, or its augmentation wrapper) after every epoch,
+    atomically: the weights and the optimizer, whose step count tells a resumed run how many
+    epochs were completed. With `keep_best` (early stopping), the weights of the best epoch by
+    val_accuracy so far are saved too, after the checkpoint, for EarlyStopping to restore.
 
-    keras.callbacks.ModelCheckpoint writes in place, so a crash mid-write leaves a broken file;
-    this writes beside it and renames.
+    keras.callbacks.ModelCheckpoint and BackupAndRestore write in place (BackupAndRestore two
+    files that a kill between them leaves disagreeing), so a crash mid-write leaves a broken
+    checkpoint; this writes one file beside the old one and renames.
     """
 
-    def __init__(self, run: RunDir):
+    def __init__(self, run: RunDir, keep_best: bool = False):
         super().__init__()
-        self.run = run
+        self.run, self.keep_best = run, keep_best
+        self.best: float | None = None  # the phase's best val_accuracy so far
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         save_model_atomic(self.model, self.run.checkpoint)
+        current = (logs or {}).get("val_accuracy")
+        # Strictly greater, as EarlyStopping counts an improvement: the first best epoch wins.
+        if self.keep_best and current is not None and (self.best is None or current > self.best):
+            self.best = current
+            weights = self.model.get_weights()
+            atomic_write(self.run.best_weights, lambda out: np.savez(out, *weights))
+
+
+class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping on val_accuracy, restoring the best weights; in a resumed run it carries on
+    from the epochs completed before the kill (their val_accuracy, and the best one's weights)."""
+
+    def __init__(self, patience: int, val_accuracy: list[float], best_weights: list[np.ndarray] | None):
+        super().__init__(monitor="val_accuracy", patience=patience, restore_best_weights=True)
+        self.prior, self.prior_best_weights = val_accuracy, best_weights
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        if self.prior:
+            best = int(np.argmax(self.prior))
+            # The state EarlyStopping.on_epoch_end would have reached after those epochs.
+            self.best, self.best_epoch, self.wait = self.prior[best], best, len(self.prior) - 1 - best
+            self.best_weights = self.prior_best_weights
 
 
 class RunProgress(keras.callbacks.Callback):
@@ -69,16 +106,21 @@ class RunProgress(keras.callbacks.Callback):
         super().__init__()
         self.epochs = epochs
         self.start = 0.0
+        self.first_epoch: int | None = None  # > 0 in a resumed run
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         if not self.start:  # a run of several phases (fit calls) keeps one clock
             self.start = time.perf_counter()
 
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self.first_epoch is None:
+            self.first_epoch = epoch
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         elapsed = time.perf_counter() - self.start
         done = epoch + 1
-        eta = elapsed / done * (self.epochs - done)
+        eta = elapsed / (done - (self.first_epoch or 0)) * (self.epochs - done)
         key = "val_accuracy" if "val_accuracy" in logs else "accuracy"
         print(
             f"epoch {done}/{self.epochs}: {key} {logs.get(key, float('nan')) * 100:.2f} %"
@@ -240,12 +282,14 @@ def train(
     callbacks: list[keras.callbacks.Callback] | None = None,
     model: keras.Model | None = None,
     replay: tuple[np.ndarray, np.ndarray] | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Train the model `cfg.model` describes with the settings in `cfg.train`; or, given a
     trained `model`, fine-tune it as `cfg.finetune` says.
 
     With cfg.train.ensemble > 1 this trains that many members and keeps their average
-    (see train_ensemble).
+    (see train_ensemble). A cfg.train.out holding an unfinished run of the same config is
+    continued from its last completed epoch (see runs.claim_run).
 
     Args:
         cfg: the resolved configuration.
@@ -256,6 +300,8 @@ def train(
         model: a trained model to start from instead of building one; it is trained in place.
         replay: uint8 images and labels (MNIST's training set) of which cfg.finetune.replay of
             every batch is drawn.
+        resume: continue an unfinished run, and fail if there is none: the one in
+            cfg.train.out, or without out the newest of this config in runs/.
 
     Returns:
         The run folder (model.keras, config.toml, history.csv, checkpoint.keras, metrics.json),
@@ -263,19 +309,36 @@ def train(
 
     Raises:
         MnistlabError: data that cannot be had, a config that cannot be built, a run folder
-            that exists already.
+            that holds anything but an unfinished run of this config, or one in use.
     """
     t = cfg.train
     if data is None:
         data = load_mnist(path=t.data_path or None, offline=t.offline, progress=t.verbose > 0)
     if t.ensemble > 1:
-        return train_ensemble(cfg, data, callbacks=callbacks)
+        return train_ensemble(cfg, data, callbacks=callbacks, resume=resume)
+    name = cfg.model.name if cfg.finetune is None else f"{cfg.model.name}-finetune"
+    # Each phase starts a new optimizer: a checkpoint's step count cannot say which phase it is in.
+    not_resumable = "a fine-tune of several phases (head-then-all)" if len(phases(cfg)) > 1 else ""
+    with claim_run(cfg, name, resume, not_resumable) as (run, resuming):
+        return _train_into(run, resuming, cfg, data, callbacks, model, replay)
+
+
+def _train_into(
+    run: RunDir,
+    resuming: bool,
+    cfg: Config,
+    data: MnistArrays | Any,
+    callbacks: list[keras.callbacks.Callback] | None,
+    model: keras.Model | None,
+    replay: tuple[np.ndarray, np.ndarray] | None,
+) -> RunResult:
+    """train() in a claimed folder: fit every phase (the epochs a checkpoint holds skipped), then
+    finish (see _finish)."""
+    t = cfg.train
     # Seed before building: the initial weights come from the same generator as the shuffling.
     seed_everything(t.seed)
     if model is None:
         model = build_model(cfg.model)
-    run = RunDir.create(t.out, cfg.model.name if cfg.finetune is None else f"{cfg.model.name}-finetune")
-    write_config(cfg, run.config)
 
     x_fit, y_fit, x_val, y_val = _train_val(data, t)
     share = cfg.finetune.replay if cfg.finetune and replay is not None else 0.0
@@ -290,11 +353,7 @@ def train(
     steps_per_epoch = -(-images_per_epoch // t.batch_size)
     validation = (preprocess_images(x_val), one_hot(y_val)) if len(x_val) else None
 
-    every_phase = [keras.callbacks.CSVLogger(str(run.history), append=True), EpochCheckpoint(run),
-                   *(callbacks or [])]
     if t.verbose:
-        # Listed before RunProgress so the epoch's bar is finished before the run-level line.
-        every_phase += [keras.callbacks.ProgbarLogger(), RunProgress(t.epochs)]
         held_out = f"validating on {len(x_val):,}" if len(x_val) else "no validation split"
         mixed = f", {share:.0%} of each batch from MNIST" if share > 0 else ""
         start_from = f"fine-tuning {cfg.finetune.parent}" if cfg.finetune else f"training {cfg.model.name}"
@@ -305,13 +364,38 @@ def train(
         )
 
     start = time.perf_counter()
-    epochs_run, val_acc, kept = 0, [], 0
-    for phase in phases(cfg):
-        history = _fit_phase(model, phase, t, fit_args, validation, steps_per_epoch, epochs_run, every_phase)
-        phase_val = history.history.get("val_accuracy") or []
-        phase_kept = int(np.argmax(phase_val)) if t.patience > 0 else len(history.history["loss"]) - 1
-        kept = epochs_run + phase_kept
-        epochs_run += len(history.history["loss"])
+    checkpoint = EpochCheckpoint(run, keep_best=t.patience > 0)
+    every_phase = [keras.callbacks.CSVLogger(str(run.history), append=True), checkpoint, *(callbacks or [])]
+    if t.verbose:
+        # Listed before RunProgress so the epoch's bar is finished before the run-level line.
+        every_phase += [keras.callbacks.ProgbarLogger(), RunProgress(t.epochs)]
+    epochs_run, epochs_here, val_acc, kept, resumed_from = 0, 0, [], 0, None
+    for phase in phases(cfg):  # a resumed run has one phase: claim_run refuses others
+        trainer = _compile_phase(model, phase, t, steps_per_epoch)
+        done, phase_val, best_weights = 0, [], None
+        if resuming:
+            done, phase_val, best_weights = _restore(trainer, run, steps_per_epoch, keep_best=t.patience > 0)
+            resumed_from = done
+            if t.verbose:
+                print(f"resuming after epoch {done}/{t.epochs} from {run.checkpoint}" if done else
+                      "resuming from the start: the run was killed in its first epoch", flush=True)
+            if done:  # a fresh shuffling stream for the epochs left, rather than epoch 0's order again
+                seed_everything(t.seed + done)
+        checkpoint.best = max(phase_val, default=None)  # early stopping's best, per phase
+        if _stopped(done, phase, phase_val, t.patience):  # killed after its last epoch
+            if best_weights is not None:
+                trainer.set_weights(best_weights)  # as EarlyStopping would have at the end
+        else:
+            stopping = [ResumedEarlyStopping(t.patience, phase_val, best_weights)] if t.patience > 0 else []
+            history = _fit(trainer, t, fit_args, validation, epochs_run + done, epochs_run + phase.epochs,
+                           every_phase + stopping)
+            phase_val = phase_val + (history.history.get("val_accuracy") or [])
+            done += len(history.history["loss"])
+            epochs_here += len(history.history["loss"])
+        for layer in model.layers:  # the saved model has every layer trainable again
+            layer.trainable = True
+        kept = epochs_run + (int(np.argmax(phase_val)) if t.patience > 0 and phase_val else done - 1)
+        epochs_run += done
         val_acc += phase_val
     train_seconds = time.perf_counter() - start
 
@@ -319,23 +403,69 @@ def train(
         "val_accuracy": float(val_acc[kept]) if val_acc else None,
         "epochs_run": epochs_run,
         "kept_epoch": kept + 1,
-        "train_seconds": round(train_seconds, 2),
+        "resumed_from_epoch": resumed_from,  # None: never interrupted; else the checkpoint's epochs
+        "train_seconds": round(train_seconds, 2),  # this process's, when resumed
         "train_images": len(x_fit),
-        "train_images_per_s": round(images_per_epoch * epochs_run / train_seconds),
+        "train_images_per_s": round(images_per_epoch * epochs_here / train_seconds) if epochs_here else None,
     })
 
 
-def _fit_phase(
-    model: keras.Model,
-    phase: Phase,
-    t: TrainConfig,
-    fit_args: dict[str, Any],
-    validation: tuple[np.ndarray, np.ndarray] | None,
-    steps_per_epoch: int,
-    initial_epoch: int,
-    callbacks: list[keras.callbacks.Callback],
-) -> keras.callbacks.History:
-    """Compile for one phase (which layers learn, the optimizer) and fit its epochs."""
+def _restore(
+    trainer: keras.Model, run: RunDir, steps_per_epoch: int, keep_best: bool
+) -> tuple[int, list[float], list[np.ndarray] | None]:
+    """Load a killed run's checkpoint into `trainer` (weights, and the optimizer with its step
+    count, so the learning-rate schedule goes on where it was) and cut history.csv back to the
+    epochs it holds.
+
+    Returns:
+        The epochs completed, their val_accuracy, and with keep_best the weights of the best of
+        them (for early stopping to restore).
+
+    Raises:
+        RunError: a checkpoint or history that does not fit this run.
+    """
+    done = 0
+    if run.checkpoint.is_file():  # none: killed in the first epoch
+        trainer.optimizer.build(trainer.trainable_variables)  # its variables must exist to load them
+        try:
+            trainer.load_weights(run.checkpoint)
+        except Exception as e:  # Keras raises many types for a damaged or foreign file
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RunError(f"cannot resume from {run.checkpoint}: {reason}") from None
+        steps = int(trainer.optimizer.iterations)
+        done, rest = divmod(steps, steps_per_epoch)
+        if not done or rest:
+            raise RunError(f"cannot resume from {run.checkpoint}: its optimizer took {steps} steps, "
+                           f"not a whole number of epochs of {steps_per_epoch}.")
+    rows = run.truncate_history(done)
+    val = [float(r["val_accuracy"]) for r in rows if r.get("val_accuracy") not in (None, "", "NA")]
+    best_weights = None
+    if keep_best and val:
+        if int(np.argmax(val)) == done - 1:
+            # The checkpoint is the best epoch. best_weights.npz may be older (a kill between the
+            # two writes), so it is brought up to date for a later resume.
+            best_weights = trainer.get_weights()
+            atomic_write(run.best_weights, lambda out: np.savez(out, *best_weights))
+        else:
+            try:
+                with np.load(run.best_weights) as saved:
+                    best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+            except (OSError, ValueError) as e:
+                raise RunError(f"cannot resume: {run.best_weights} cannot be read ({e}).") from None
+    return done, val, best_weights
+
+
+def _stopped(done: int, phase: Phase, val_accuracy: list[float], patience: int) -> bool:
+    """Whether a phase had ended after `done` epochs: all of them, or early stopping was due."""
+    if done >= phase.epochs:
+        return True
+    # EarlyStopping stops once `patience` epochs in a row have not beaten the best.
+    return patience > 0 and bool(val_accuracy) and len(val_accuracy) - 1 - int(np.argmax(val_accuracy)) >= patience
+
+
+def _compile_phase(model: keras.Model, phase: Phase, t: TrainConfig, steps_per_epoch: int) -> keras.Model:
+    """Set which layers learn in one phase and compile what fit() trains: the model, or with
+    augmentation a wrapper around it (the saved model is the bare network)."""
     head = {id(layer) for layer in head_layers(model)} if phase.head_only or phase.head_multiplier != 1 else set()
     for layer in model.layers:
         layer.trainable = not phase.head_only or id(layer) in head
@@ -347,7 +477,6 @@ def _fit_phase(
     else:
         optimizer = keras.optimizers.Adam(learning_rate=schedule)
 
-    # Augmentation wraps the model for fitting only; the saved model is the bare network.
     trainer = model
     if t.augment > 0:
         inputs = keras.Input(model.input_shape[1:], name="image")
@@ -358,22 +487,29 @@ def _fit_phase(
         metrics=["accuracy"],
         steps_per_execution=t.steps_per_execution,
     )
-    if t.patience > 0:
-        callbacks = [*callbacks, keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", patience=t.patience, restore_best_weights=True)]
+    return trainer
+
+
+def _fit(
+    trainer: keras.Model,
+    t: TrainConfig,
+    fit_args: dict[str, Any],
+    validation: tuple[np.ndarray, np.ndarray] | None,
+    initial_epoch: int,
+    epochs: int,
+    callbacks: list[keras.callbacks.Callback],
+) -> keras.callbacks.History:
+    """fit() epochs initial_epoch to epochs - 1 (counted over the whole run)."""
     # A progress bar redrawn with \r floods a log file; one line per epoch reads better there.
     fit_verbose = 2 if t.verbose == 1 and not sys.stdout.isatty() else t.verbose
-    history = trainer.fit(
+    return trainer.fit(
         **fit_args,
         validation_data=validation,
         initial_epoch=initial_epoch,
-        epochs=initial_epoch + phase.epochs,
+        epochs=epochs,
         callbacks=callbacks,
         verbose=fit_verbose,
     )
-    for layer in model.layers:  # the saved model has every layer trainable again
-        layer.trainable = True
-    return history
 
 
 # Fewest validation images to fit a temperature on: a few dozen are often all right, and the
@@ -437,40 +573,47 @@ def _finish(
 
 
 def train_ensemble(
-    cfg: Config, data: MnistArrays, callbacks: list[keras.callbacks.Callback] | None = None
+    cfg: Config, data: MnistArrays, callbacks: list[keras.callbacks.Callback] | None = None, resume: bool = False
 ) -> RunResult:
     """Train cfg.train.ensemble members (seeds seed, seed+1, ...) and save their mean as one model.
 
     The saved model takes an image and returns the average of the members' probabilities, so it
     is loaded, evaluated, exported and served like any single model. Each member's own run
-    folder is kept under members/.
+    folder is kept under members/. A resumed ensemble keeps the members that had finished and
+    continues the one that was killed (see train).
     """
     t = cfg.train
-    run = RunDir.create(t.out, f"{cfg.model.name}-ensemble{t.ensemble}")
-    write_config(cfg, run.config)
-    (run.path / "members").mkdir()
-    members = []
-    for k in range(t.ensemble):
-        seed = t.seed + k
-        member_train = dataclasses.replace(t, ensemble=1, seed=seed, out=str(run.path / "members" / f"seed{seed}"))
-        if t.verbose:
-            print(f"ensemble member {k + 1}/{t.ensemble} (seed {seed})", flush=True)
-        members.append(train(dataclasses.replace(cfg, train=member_train), data=data, callbacks=callbacks))
+    with claim_run(cfg, f"{cfg.model.name}-ensemble{t.ensemble}", resume) as (run, resuming):
+        (run.path / "members").mkdir(exist_ok=resuming)
+        members = []
+        for k in range(t.ensemble):
+            seed = t.seed + k
+            member_run = RunDir(run.path / "members" / f"seed{seed}")
+            member_cfg = dataclasses.replace(
+                cfg, train=dataclasses.replace(t, ensemble=1, seed=seed, out=str(member_run.path)))
+            done_before = resuming and member_run.finished and not config_difference(member_cfg, member_run)
+            if t.verbose:
+                print(f"ensemble member {k + 1}/{t.ensemble} (seed {seed})"
+                      + (": finished before, kept" if done_before else ""), flush=True)
+            if done_before:
+                members.append(RunResult(member_run, member_run.load_model(), member_run.read_metrics()))
+            else:
+                members.append(train(member_cfg, data=data, callbacks=callbacks))
 
-    inputs = keras.Input(members[0].model.input_shape[1:], name="image")
-    # Members are renamed: a functional model needs unique names for the models inside it.
-    outputs = []
-    for k, member in enumerate(members):
-        member.model.name = f"member{k}"
-        outputs.append(member.model(inputs))
-    model = keras.Model(inputs, keras.layers.Average(name="mean_probability")(outputs), name=run.path.name)
+        inputs = keras.Input(members[0].model.input_shape[1:], name="image")
+        # Members are renamed: a functional model needs unique names for the models inside it.
+        outputs = []
+        for k, member in enumerate(members):
+            member.model.name = f"member{k}"
+            outputs.append(member.model(inputs))
+        model = keras.Model(inputs, keras.layers.Average(name="mean_probability")(outputs), name=run.path.name)
 
-    member_acc = [m.metrics["test_accuracy"] for m in members]
-    # Every member held out the same tail of the training set, so it is held out for the mean too.
-    _, _, x_val, y_val = _train_val(data, t)
-    return _finish(run, model, t, data, (x_val, y_val), {
-        "members": len(members),
-        "member_test_accuracy": member_acc,
-        "member_test_accuracy_mean": float(np.mean(member_acc)),
-        "train_seconds": round(sum(m.metrics["train_seconds"] for m in members), 2),
-    })
+        member_acc = [m.metrics["test_accuracy"] for m in members]
+        # Every member held out the same tail of the training set, so it is held out for the mean too.
+        _, _, x_val, y_val = _train_val(data, t)
+        return _finish(run, model, t, data, (x_val, y_val), {
+            "members": len(members),
+            "member_test_accuracy": member_acc,
+            "member_test_accuracy_mean": float(np.mean(member_acc)),
+            "train_seconds": round(sum(m.metrics["train_seconds"] for m in members), 2),
+        })
