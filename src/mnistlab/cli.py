@@ -127,6 +127,32 @@ def build_parser() -> argparse.ArgumentParser:
     _field_flags(p.add_argument_group("run settings"), TrainConfig, _TRAIN_FLAG_SKIP | {"ensemble"}, "train.",
                  FINETUNE_TRAIN)
 
+    p = sub.add_parser("tune", help="search architectures and run settings with Optuna; the best as best.toml")
+    p.add_argument("--study", default="runs/tune", metavar="DIR",
+                   help="study folder: study.db, trials/, trials.csv, best.toml, summary.json, plots "
+                        "(default runs/tune; rerun to resume)")
+    p.add_argument("--storage", metavar="URL",
+                   help="database shared by workers on several machines, e.g. postgresql://user:pw@host/db "
+                        "(default sqlite in --study)")
+    p.add_argument("--study-name", metavar="NAME", help="the study in the storage (default: the study folder's name)")
+    p.add_argument("--trials", type=int, default=20, metavar="N",
+                   help="trials this worker runs (default 20; 0 only writes the study's results)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no new trial after this long")
+    p.add_argument("--trial-timeout", type=float, metavar="SECONDS",
+                   help="stop a trial's training after this long; it is scored as it stands")
+    p.add_argument("--space", metavar="FILE",
+                   help="search space: a TOML or YAML file with a [space] table (default: tune.DEFAULT_SPACE)")
+    p.add_argument("--model", help="preset the trials start from (default cnn)")
+    p.add_argument("--config", metavar="FILE",
+                   help="TOML or YAML file with [model] and [train] tables: what the space does not draw")
+    p.add_argument("-q", "--quiet", action="store_true", help="no line per trial, only the table and the best")
+    p.add_argument("--json", action="store_true", help="print the summary and the trials as JSON")
+    _data_flags(p, cache_only=True)
+    _field_flags(p.add_argument_group("run settings of every trial"), TrainConfig,
+                 _TRAIN_FLAG_SKIP | {"ensemble", "out"}, "train.")
+    _field_flags(p.add_argument_group("architecture, where the space does not draw it"), ModelConfig,
+                 _MODEL_FLAG_SKIP, "model.")
+
     p = sub.add_parser("evaluate", help="score a run's saved model on the MNIST test set")
     p.add_argument("run", help="run folder written by `mnistlab train`")
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
@@ -253,6 +279,43 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         return 0
     print(format_finetune(result.report))
     print(f"run folder {result.run.run.path}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mnistlab.data import load_mnist
+    from mnistlab.tune import (
+        DEFAULT_SPACE,
+        TUNE_PRESET,
+        format_trials,
+        read_space,
+        tune,
+    )
+
+    if not args.model and not args.config:
+        args.model = TUNE_PRESET  # the seed's network, with a validation split to score trials on
+    base = config_from_args(args)
+    space = read_space(args.space) if args.space else DEFAULT_SPACE
+    t = base.train
+    progress = not (args.quiet or args.json)
+    data = (load_mnist(path=t.data_path or None, cache_dir=args.cache_dir, offline=t.offline, progress=progress)
+            if args.trials else None)
+    result = tune(space, base=base, study_dir=args.study, storage=args.storage, study_name=args.study_name,
+                  trials=args.trials, timeout=args.timeout, trial_timeout=args.trial_timeout, data=data,
+                  seed=t.seed, progress=progress)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    best = result["best"]
+    print(format_trials(result["rows"], best["number"] if best else None))
+    if best is None:
+        print("no trial has completed yet")
+    else:
+        print(f"best: trial #{best['number']}, validation accuracy {best['val_accuracy'] * 100:.2f} %; "
+              f"retrain it with: mnistlab train --config {Path(args.study) / 'best.toml'}")
+    print(f"study folder {args.study}")
     return 0
 
 
@@ -439,6 +502,7 @@ def _print_tree(d: dict[str, Any], indent: int = 0) -> None:
 COMMANDS = {
     "train": cmd_train,
     "finetune": cmd_finetune,
+    "tune": cmd_tune,
     "evaluate": cmd_evaluate,
     "report": cmd_report,
     "compare": cmd_compare,
