@@ -100,6 +100,8 @@ class TrainConfig:
     batch_size: int = 128  # images per step
     steps_per_execution: int = 16  # steps per call into the compiled graph; more = less Python
     # overhead per step (the progress bar then moves every N steps); 1 = Keras's default
+    devices: int = 1  # data-parallel replicas, 1 to 64; > 1 = tf.distribute.MirroredStrategy over N
+    # devices (the first N GPUs, else N virtual CPUs); each step's batch_size is split across them
     learning_rate: float = 1e-3  # Adam step size; the peak of the onecycle schedule
     schedule: str = "constant"  # constant | onecycle (linear warm-up, then cosine decay to 0)
     warmup: float = 0.2  # onecycle: fraction of all steps spent warming up, in [0, 1)
@@ -121,6 +123,7 @@ class TrainConfig:
         _check(self.epochs >= 1, "epochs must be at least 1")
         _check(self.batch_size >= 1, "batch_size must be at least 1")
         _check(self.steps_per_execution >= 1, "steps_per_execution must be at least 1")
+        _check(1 <= self.devices <= 64, "devices must be from 1 to 64")
         _check(0 < self.learning_rate < math.inf, "learning_rate must be > 0 and finite")
         _check(0.0 <= self.validation_split < 1.0, "validation_split must be in [0, 1)")
         _check(self.patience >= 0, "patience must be >= 0")

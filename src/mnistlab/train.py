@@ -11,11 +11,17 @@ with the same --out (runs.claim_run says which folders are continued): the check
 weights and the optimizer, whose step count says how many epochs were completed, so training
 goes on from the next one with the learning-rate schedule where it was. Only the data order
 differs from an uninterrupted run: the shuffling is reseeded with seed + completed epochs.
+
+With --devices N (N > 1) the model is built, compiled and fitted inside a
+tf.distribute.MirroredStrategy over N devices (see data_parallel): each step's batch is split
+across N replicas and their gradients summed. Keras's own distribution API (keras.distribution)
+is JAX-only; Keras 3's TensorFlow trainer honours a tf.distribute strategy instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from dataclasses import dataclass
@@ -24,7 +30,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from mnistlab.config import Config, TrainConfig
+from mnistlab.config import Config, ConfigError, TrainConfig
 from mnistlab.data import MnistArrays, load_mnist, one_hot, preprocess_images
 from mnistlab.evaluate import (
     apply_temperature,
@@ -136,6 +142,41 @@ def seed_everything(seed: int) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+
+
+@functools.cache  # the devices can be set up once per process: before TensorFlow's runtime starts
+def data_parallel(devices: int) -> Any:
+    """A tf.distribute.MirroredStrategy over `devices` replicas: the first GPUs when there are
+    that many, else virtual CPUs split off the one physical CPU (they share its cores).
+
+    Keras 3's TensorFlow trainer takes the strategy of the scope a model is created in and runs
+    fit/evaluate/predict through it; keras.distribution (DataParallel) works on JAX only, its
+    TensorFlow backend being a prototype marked "DO NOT USE".
+
+    Raises:
+        ConfigError: another backend than TensorFlow, or virtual CPUs asked for after TensorFlow
+            started its runtime (in this process, something already ran).
+    """
+    if keras.backend.backend() != "tensorflow":
+        raise ConfigError(f"devices > 1 is implemented with tf.distribute, for the TensorFlow backend only; "
+                          f"this process uses {keras.backend.backend()}.")
+    import tensorflow as tf
+
+    if len(tf.config.list_physical_devices("GPU")) >= devices:
+        names = [f"/gpu:{i}" for i in range(devices)]
+    else:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        if len(tf.config.get_logical_device_configuration(cpu) or []) < devices:
+            try:
+                tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+            except RuntimeError:  # "Virtual devices cannot be modified after being initialized"
+                raise ConfigError(
+                    f"devices={devices} needs {devices} virtual CPUs, which TensorFlow can only set up before it "
+                    f"first runs anything; train in a fresh process (as `mnistlab train --devices {devices}` "
+                    f"does) or call train() before any other TensorFlow work."
+                ) from None
+        names = [f"/cpu:{i}" for i in range(devices)]
+    return tf.distribute.MirroredStrategy(names)
 
 
 def split_train_val(
@@ -297,7 +338,8 @@ def train(
             other labelled digits with the same fields (x_train, y_train, x_test, y_test, source,
             checksums()), such as a fine-tune's target data.
         callbacks: extra Keras callbacks for fit (a benchmark's clock, a tuner's pruner).
-        model: a trained model to start from instead of building one; it is trained in place.
+        model: a trained model to start from instead of building one; it is trained in place
+            (with devices > 1, a copy is: the returned model).
         replay: uint8 images and labels (MNIST's training set) of which cfg.finetune.replay of
             every batch is drawn.
         resume: continue an unfinished run, and fail if there is none: the one in
@@ -312,6 +354,7 @@ def train(
             that holds anything but an unfinished run of this config, or one in use.
     """
     t = cfg.train
+    strategy = data_parallel(t.devices) if t.devices > 1 else None  # before any folder is made
     if data is None:
         data = load_mnist(path=t.data_path or None, offline=t.offline, progress=t.verbose > 0)
     if t.ensemble > 1:
@@ -320,7 +363,20 @@ def train(
     # Each phase starts a new optimizer: a checkpoint's step count cannot say which phase it is in.
     not_resumable = "a fine-tune of several phases (head-then-all)" if len(phases(cfg)) > 1 else ""
     with claim_run(cfg, name, resume, not_resumable) as (run, resuming):
-        return _train_into(run, resuming, cfg, data, callbacks, model, replay)
+        if strategy is None:
+            model, validation, details = _train_into(run, resuming, cfg, data, callbacks, model, replay)
+        else:
+            # The model (so its variables), the optimizer and fit() in the strategy's scope; then a
+            # single-device copy is scored, saved and returned, as Keras 3.15's predict_on_batch
+            # under a MirroredStrategy gives every replica's output for the whole batch.
+            if t.verbose:
+                names = [d.rsplit("/", 1)[-1] for d in strategy.extended.worker_devices]  # device:CPU:0, ...
+                print(f"data-parallel over {t.devices} devices: {', '.join(names)}", flush=True)
+            with strategy.scope():
+                given = _copy_model(model) if model is not None else None  # loaded outside the scope
+                model, validation, details = _train_into(run, resuming, cfg, data, callbacks, given, replay)
+            model = _copy_model(model)
+        return _finish(run, model, t, data, validation, {**details, "devices": t.devices})
 
 
 def _train_into(
@@ -331,9 +387,13 @@ def _train_into(
     callbacks: list[keras.callbacks.Callback] | None,
     model: keras.Model | None,
     replay: tuple[np.ndarray, np.ndarray] | None,
-) -> RunResult:
-    """train() in a claimed folder: fit every phase (the epochs a checkpoint holds skipped), then
-    finish (see _finish)."""
+) -> tuple[keras.Model, tuple[np.ndarray, np.ndarray], dict[str, Any]]:
+    """train() in a claimed folder: fit every phase (the epochs a checkpoint holds skipped).
+
+    Returns:
+        The trained model, the validation split (uint8 images, labels) and the run's details
+        for metrics.json, for _finish.
+    """
     t = cfg.train
     # Seed before building: the initial weights come from the same generator as the shuffling.
     seed_everything(t.seed)
@@ -399,7 +459,7 @@ def _train_into(
         val_acc += phase_val
     train_seconds = time.perf_counter() - start
 
-    return _finish(run, model, t, data, (x_val, y_val), {
+    return model, (x_val, y_val), {
         "val_accuracy": float(val_acc[kept]) if val_acc else None,
         "epochs_run": epochs_run,
         "kept_epoch": kept + 1,
@@ -407,7 +467,15 @@ def _train_into(
         "train_seconds": round(train_seconds, 2),  # this process's, when resumed
         "train_images": len(x_fit),
         "train_images_per_s": round(images_per_epoch * epochs_here / train_seconds) if epochs_here else None,
-    })
+    }
+
+
+def _copy_model(model: keras.Model) -> keras.Model:
+    """The same network and weights, its variables created anew in the current distribution
+    scope: a strategy's (on every replica), or none (one device)."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _restore(
@@ -432,7 +500,7 @@ def _restore(
         except Exception as e:  # Keras raises many types for a damaged or foreign file
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise RunError(f"cannot resume from {run.checkpoint}: {reason}") from None
-        steps = int(trainer.optimizer.iterations)
+        steps = int(keras.ops.convert_to_numpy(trainer.optimizer.iterations))  # int() fails on a mirrored one
         done, rest = divmod(steps, steps_per_epoch)
         if not done or rest:
             raise RunError(f"cannot resume from {run.checkpoint}: its optimizer took {steps} steps, "
@@ -485,7 +553,9 @@ def _compile_phase(model: keras.Model, phase: Phase, t: TrainConfig, steps_per_e
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
         metrics=["accuracy"],
-        steps_per_execution=t.steps_per_execution,
+        # Keras 3.15's multi-step loop fails on a distributed iterator ("You must feed a value for
+        # placeholder tensor"; keras-team/keras#19246), so with devices > 1 it is one step per call.
+        steps_per_execution=t.steps_per_execution if t.devices == 1 else 1,
     )
     return trainer
 
@@ -616,4 +686,5 @@ def train_ensemble(
             "member_test_accuracy": member_acc,
             "member_test_accuracy_mean": float(np.mean(member_acc)),
             "train_seconds": round(sum(m.metrics["train_seconds"] for m in members), 2),
+            "devices": t.devices,
         })
