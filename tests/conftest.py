@@ -1,5 +1,8 @@
 """Fixtures shared by every test module."""
 
+import contextlib
+import os
+
 import pytest
 
 from mnistlab.data import default_cache_dir, load_mnist
@@ -25,3 +28,47 @@ def small_run(mnist, tmp_path_factory):
     out = tmp_path_factory.mktemp("small") / "run"
     cfg = preset_config("fast", train_limit=12_000, validation_split=0.1, test_limit=1000, out=str(out), verbose=0)
     return train(cfg, data=mnist)
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright's own browser downloads are never used
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # CI containers run as root, where Chromium's sandbox cannot start
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """open(profile_dir, timeout_ms, **context options): a context manager giving a fresh headless
+    Chromium page. Skipped where Chromium or Playwright is missing, failed under CI."""
+    reason = None
+    if not os.path.exists(CHROMIUM):
+        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "playwright is not installed (pip install -e '.[test]')"
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser tests: {reason}")
+        pytest.skip(reason)
+
+    @contextlib.contextmanager
+    def open_page(profile, timeout_ms, **options):
+        with sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(
+                str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, **options
+            )
+            try:
+                page = context.new_page()
+                page.set_default_timeout(timeout_ms)
+                yield page
+            finally:
+                context.close()
+
+    return open_page

@@ -9,7 +9,6 @@ Playwright's own browser downloads are never used.
 
 import csv
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,6 @@ import pytest
 from mnistlab.predict import Predictor
 from mnistlab.serve import create_app, running
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # CI containers run as root, where Chromium's sandbox cannot start
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"  # ignored by git
 TIMEOUT_MS = 20_000  # for an answer: Keras on a busy 2-core machine, one request at a time
 
@@ -40,34 +29,11 @@ STRAY = [[(0.1, 0.9), (0.9, 0.1)]]
 
 
 @pytest.fixture(scope="module")
-def chromium_page(tmp_path_factory):
-    """A fresh headless Chromium page; skipped (failed under CI) where it cannot run."""
-    reason = None
-    if not os.path.exists(CHROMIUM):
-        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        reason = "playwright is not installed (pip install -e '.[test]')"
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser tests: {reason}")
-        pytest.skip(reason)
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 900, "height": 700},
-            has_touch=True,
-        )
-        try:
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            yield page
-        finally:
-            context.close()
+def chromium_page(chromium, tmp_path_factory):
+    """A fresh headless Chromium page with touch, for drawing."""
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), TIMEOUT_MS,
+                  viewport={"width": 900, "height": 700}, has_touch=True) as page:
+        yield page
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ The page test needs Debian's Chromium at /usr/bin/chromium, as tests/test_browse
 
 import copy
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -49,8 +48,6 @@ TEST_IMAGES = 2000  # scored per report here: enough for every digit to show up 
 SWEEP = 300  # test images per sweep setting: 44 settings stay a few seconds
 IMAGE_CENTRE = 13.5  # (28 - 1) / 2: the point scale() and rotate() keep fixed
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"  # ignored by git
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 # An http(s) or protocol-relative URL in any src/href: the page must open offline.
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 
@@ -264,31 +261,10 @@ def test_page_is_self_contained_and_escaped(written):
 
 
 @pytest.fixture(scope="module")
-def browser_page(tmp_path_factory):
-    """A headless Chromium page, launched as tests/test_browser.py does; skipped (failed under CI)
-    where it cannot run."""
-    reason = None
-    if not os.path.exists(CHROMIUM):
-        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        reason = "playwright is not installed (pip install -e '.[test]')"
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser tests: {reason}")
-        pytest.skip(reason)
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1200, "height": 900},
-        )
-        try:
-            page = context.new_page()
-            page.set_default_timeout(20_000)
-            yield page
-        finally:
-            context.close()
+def browser_page(chromium, tmp_path_factory):
+    """A headless Chromium page wide enough for the report."""
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), 20_000, viewport={"width": 1200, "height": 900}) as page:
+        yield page
 
 
 def test_page_renders_in_chromium_with_its_images_and_headline(written, browser_page):

@@ -261,6 +261,25 @@ def _scalar(kind: type, value: Any) -> Any:
     raise TypeError
 
 
+def read_toml_or_yaml(path: Path, what: str, error: type[MnistlabError]) -> Any:
+    """Parse a .toml, .yaml or .yml file; `what` names it in the one-line `error` raised for a
+    missing or unreadable file, another suffix, or bad syntax."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError) as e:  # ValueError: not UTF-8, or a NUL in the path
+        raise error(f"cannot read {what} {path}: {e}.") from None
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(text)
+        if path.suffix in (".yaml", ".yml"):
+            return yaml.safe_load(text) or {}
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, RecursionError) as e:
+        # Both parsers recurse into nested arrays: [[[[... of a few thousand levels ends the stack.
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0]
+        raise error(f"{what} {path} is not valid {path.suffix[1:].upper()}: {reason}.") from None
+    raise error(f"{what} {path} must end in .toml, .yaml or .yml.")
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML (.toml) or YAML (.yaml/.yml) file into {"model": {...}, "train": {...}, ...}.
 
@@ -268,21 +287,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         ConfigError: missing file, bad syntax, or a top-level key other than model/train/finetune.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, ValueError) as e:  # ValueError: not UTF-8, or a NUL in the path
-        raise ConfigError(f"cannot read config file {path}: {e}.") from None
-    try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
-        else:
-            raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml.")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError, RecursionError) as e:
-        # Both parsers recurse into nested arrays: [[[[... of a few thousand levels ends the stack.
-        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0]
-        raise ConfigError(f"config file {path} is not valid {path.suffix[1:].upper()}: {reason}.") from None
+    data = read_toml_or_yaml(path, "config file", ConfigError)
     _check_tables(data, f"config file {path}")
     return data
 

@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
 import optuna
-import yaml
 
-from mnistlab.config import Config, ConfigError, ModelConfig, TrainConfig, coerce
+from mnistlab.config import (
+    Config,
+    ConfigError,
+    ModelConfig,
+    TrainConfig,
+    coerce,
+    read_toml_or_yaml,
+)
 from mnistlab.errors import MnistlabError
 
 # The seed's own choices. A table {low, high} is a range (whole numbers when both ends are, on a
@@ -187,20 +192,7 @@ def read_space(path: str | Path) -> dict[str, Any]:
         SpaceError: a missing or unreadable file, bad syntax, other tables, or a bad entry.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, ValueError) as e:
-        raise SpaceError(f"cannot read space file {path}: {e}.") from None
-    try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
-        else:
-            raise SpaceError(f"space file {path} must end in .toml, .yaml or .yml.")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError, RecursionError) as e:
-        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0]
-        raise SpaceError(f"space file {path} is not valid {path.suffix[1:].upper()}: {reason}.") from None
+    data = read_toml_or_yaml(path, "space file", SpaceError)
     if not isinstance(data, dict) or set(data) != {"space"}:
         raise SpaceError(f"space file {path} must hold one [space] table and nothing else.")
     parse_space(data["space"], f"space file {path}")
