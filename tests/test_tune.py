@@ -41,8 +41,10 @@ from mnistlab.tune import (
     StorageError,
     TimeBudget,
     TuneError,
+    open_storage,
     parse_space,
     read_space,
+    storage_url,
     trial_config,
     tune,
 )
@@ -225,6 +227,35 @@ def test_time_budget_stops_the_fit_within_the_epoch():
 # --- studies ------------------------------------------------------------------------------------
 
 
+# Opens a new SQLite study as a worker does, once the file `go` exists, so that all start together.
+OPENER = """
+import os, sys, time
+from pathlib import Path
+import optuna
+from mnistlab.tune import open_storage, storage_url
+study_dir = Path(sys.argv[1])
+while not (study_dir / "go").exists():
+    time.sleep(0.01)
+storage = open_storage(storage_url(None, study_dir), heartbeat_interval=1)
+optuna.create_study(storage=storage, study_name="race", load_if_exists=True)
+print("opened", flush=True)
+"""
+
+
+def test_workers_opening_a_new_sqlite_study_at_once_all_get_it(tmp_path):
+    """Several workers started together on a new study.db: one creates Optuna's tables, the
+    others wait on the schema lock and find them whole (no "table trials already exists")."""
+    study_dir = tmp_path / "study"
+    study_dir.mkdir()
+    openers = [subprocess.Popen([sys.executable, "-c", OPENER, str(study_dir)], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for _ in range(4)]
+    (study_dir / "go").touch()
+    outputs = [p.communicate(timeout=300)[0] for p in openers]
+    for p, out in zip(openers, outputs):
+        assert p.returncode == 0 and out.strip().endswith("opened"), out
+    assert len(optuna.get_all_study_summaries(f"sqlite:///{study_dir / 'study.db'}")) == 1
+
+
 def test_sqlite_study_writes_results_and_best_toml_retrains(mnist, tmp_path):
     study_dir = tmp_path / "study"
     summary = tune(TINY_SPACE, base=TINY_BASE, study_dir=study_dir, trials=4, data=mnist, progress=False)
@@ -260,15 +291,17 @@ def test_killed_worker_leaves_a_study_that_resumes(mnist, tmp_path):
     storage = f"sqlite:///{study_dir / 'study.db'}"
     deadline = time.monotonic() + 300
     try:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        # Opened as a worker opens it, under the schema lock: whichever of the two comes first
+        # creates the tables and the other finds them whole, so watching cannot race the worker.
+        watch = open_storage(storage_url(None, study_dir), heartbeat_interval=1)
         while True:  # kill it in the middle of its third trial (or later)
             assert time.monotonic() < deadline and worker.poll() is None, \
                 worker.stdout.read() if worker.poll() is not None else "still running"
             time.sleep(0.3)
-            if not (study_dir / "study.db").exists():
-                continue
             try:
-                trials = optuna.load_study(study_name="tiny-study", storage=storage).get_trials()
-            except KeyError:  # the study is being created
+                trials = optuna.load_study(study_name="tiny-study", storage=watch).get_trials()
+            except KeyError:  # the worker has not created the study yet
                 continue
             if sum(t.state in FINISHED for t in trials) >= 2 and any(
                     t.state == optuna.trial.TrialState.RUNNING for t in trials):

@@ -6,6 +6,7 @@ database, and the line printed per trial.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import filelock
 import keras
 import optuna
 import sqlalchemy
@@ -38,6 +40,7 @@ HEARTBEAT_INTERVAL = 60  # seconds between a running trial's heartbeats in the d
 # A trial whose worker stopped beating for this many intervals is failed and queued again, once.
 STALE_AFTER_BEATS = 3
 CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
+SCHEMA_LOCK_TIMEOUT = 120  # seconds to wait while another local worker sets up a SQLite study
 
 
 class StorageError(TuneError):
@@ -102,6 +105,17 @@ def storage_url(storage: str | None, study_dir: Path) -> sqlalchemy.engine.URL:
     return url
 
 
+def schema_lock(url: sqlalchemy.engine.URL) -> contextlib.AbstractContextManager:
+    """The lock every opener of a SQLite study file holds while Optuna checks or creates its tables:
+    `study.db.lock` beside `study.db`. Anything that opens the file (a second worker, a test
+    watching the study) takes it too; a server database gets no lock (see open_storage).
+    """
+    database = url.database if url.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return contextlib.nullcontext()
+    return filelock.FileLock(f"{database}.lock", timeout=SCHEMA_LOCK_TIMEOUT)
+
+
 def open_storage(url: sqlalchemy.engine.URL, heartbeat_interval: int) -> optuna.storages.RDBStorage:
     """Connect to the study database, creating Optuna's tables on first use.
 
@@ -130,10 +144,14 @@ def open_storage(url: sqlalchemy.engine.URL, heartbeat_interval: int) -> optuna.
     except sqlalchemy.exc.SQLAlchemyError as e:
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
         raise StorageError(f"cannot reach the study database {shown}: {reason}") from None
-    # Workers that start together race to create the tables; the loser retries.
+    # Workers that start together race to create the tables ("table trials already exists",
+    # "UNIQUE constraint failed: alembic_version"). On SQLite every local opener takes a file lock
+    # beside the database first, so one creates the schema while the others wait and then find
+    # it whole; a server has no shared folder to lock in, so there the loser retries.
+    lock = schema_lock(url)
     for attempt in range(5):
         try:
-            with warnings.catch_warnings():
+            with lock, warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
                     url.render_as_string(hide_password=False),
@@ -142,6 +160,9 @@ def open_storage(url: sqlalchemy.engine.URL, heartbeat_interval: int) -> optuna.
                     grace_period=STALE_AFTER_BEATS * heartbeat_interval,
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
                 )
+        except filelock.Timeout:
+            raise StorageError(f"waited {SCHEMA_LOCK_TIMEOUT} s for another worker to set up {shown}; "
+                               f"if none is running, delete {lock.lock_file}.") from None
         except sqlalchemy.exc.SQLAlchemyError as e:
             if attempt == 4:
                 reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
