@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header, inference  # noqa: E402
 
 from mnistlab.data import load_mnist, preprocess_images  # noqa: E402
-from mnistlab.evaluate import predict_probs, scores  # noqa: E402
+from mnistlab.evaluate import scores  # noqa: E402
+from mnistlab.inference import predict_probs  # noqa: E402
 from mnistlab.models import preset_config  # noqa: E402
 from mnistlab.runs import RunDir  # noqa: E402
 from mnistlab.train import train  # noqa: E402

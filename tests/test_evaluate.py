@@ -5,19 +5,10 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from mnistlab.calibrate import apply_temperature, expected_calibration_error, fit_temperature
 from mnistlab.data import preprocess_images
-from mnistlab.evaluate import (
-    TTA_SHIFTS,
-    apply_temperature,
-    confusion_matrix,
-    evaluate,
-    expected_calibration_error,
-    fit_temperature,
-    format_report,
-    predict_probs,
-    scores,
-    shift_images,
-)
+from mnistlab.evaluate import confusion_matrix, evaluate, format_report, scores
+from mnistlab.inference import TTA_SHIFTS, predict_probs, shift_images
 
 
 def _random_probs(n, seed=0):

@@ -19,12 +19,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from mnistlab.evaluate import (
-    apply_temperature,
-    evaluate,
-    expected_calibration_error,
-    predict_probs,
-)
+from mnistlab.calibrate import apply_temperature, expected_calibration_error
+from mnistlab.evaluate import evaluate
+from mnistlab.inference import predict_probs
 from mnistlab.report import (
     CORRUPTIONS,
     ReportError,

@@ -14,10 +14,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # every fit. Real failures still raise Python exceptions. Set TF_CPP_MIN_LOG_LEVEL=0 to see it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-__version__ = "0.1.0"
-
 # The Python API for using a trained model: `mnistlab.predict(run, images)` and
 # `mnistlab.read_number(run, image)`. The module imports Keras only when a model is loaded.
 from mnistlab.predict import Prediction, Predictor, Reading, predict, read_number  # noqa: E402
+from mnistlab.version import __version__  # noqa: E402
 
 __all__ = ["Prediction", "Predictor", "Reading", "__version__", "predict", "read_number"]

@@ -15,7 +15,6 @@ import os
 import sys
 from typing import Any
 
-from mnistlab import __version__
 from mnistlab.config import (
     DEFAULT_PRESET,
     FINETUNE_TRAIN,
@@ -27,6 +26,7 @@ from mnistlab.config import (
     resolve_config,
 )
 from mnistlab.errors import MnistlabError
+from mnistlab.version import __version__
 
 # Fields that have their own flag or make no sense as one.
 _MODEL_FLAG_SKIP = {"name"}

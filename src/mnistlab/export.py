@@ -163,8 +163,8 @@ def default_destination(run_path: Path, fmt: str) -> Path:
 def metadata(run: Any) -> dict[str, str]:
     """What an export records about itself and its run: the ONNX file's metadata_props, a
     SavedModel's mnistlab.json."""
-    from mnistlab import __version__
     from mnistlab.data import PREPROCESSING_VERSION
+    from mnistlab.version import __version__
 
     metrics = run.read_metrics()
     calibration = metrics.get("calibration") or {}
@@ -317,7 +317,7 @@ def export_model(
             (the new file is removed then; anything at `out` before is left as it was).
         RunError, DataError: no such run; no MNIST test set.
     """
-    from mnistlab.evaluate import predict_probs
+    from mnistlab.inference import predict_probs
     from mnistlab.runs import RunDir
 
     if fmt not in FORMATS:

@@ -13,7 +13,6 @@ Keras and the image libraries are imported when first needed, so `import mnistla
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,6 @@ from mnistlab.errors import MnistlabError
 # realworld.py the default `fast` run (label smoothing, no temperature) errs 3 times, at 36-60 %:
 # 0.6 marks all 3 unsure and 6 of the 127 right answers; 0.5 marks 1 of the 3 and 2 right ones.
 DEFAULT_MIN_CONFIDENCE = 0.6
-
-# File types `mnistlab predict DIR` picks up from a folder (others are skipped, not refused).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".mpo", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 STATUSES = ("ok", "unsure", "no_digit")
 
@@ -112,10 +108,11 @@ class Predictor:
             RunError: no such run, a model that cannot be loaded or that does not take MNIST's
                 (N, 28, 28, 1) images to (N, 10) probabilities, or a damaged metrics.json.
         """
+        from mnistlab.calibrate import recorded_temperature
         from mnistlab.runs import RunDir, RunError
 
         folder = RunDir.open(run)
-        temperature = _recorded_temperature(folder.read_metrics(), folder.metrics)
+        temperature = recorded_temperature(folder.read_metrics(), folder.metrics)
         model = folder.load_model()
         shapes = (getattr(model, "input_shape", None), getattr(model, "output_shape", None))
         if not takes_mnist(*shapes):
@@ -140,7 +137,8 @@ class Predictor:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Calibrated (N, 10) probabilities for uint8 MNIST-format images (N, 28, 28)."""
-        from mnistlab.evaluate import apply_temperature, predict_probs
+        from mnistlab.calibrate import apply_temperature
+        from mnistlab.inference import predict_probs
 
         if len(images) == 0:
             return np.zeros((0, 10))
@@ -210,23 +208,6 @@ def takes_mnist(input_shape: Any, output_shape: Any) -> bool:
     return matches(input_shape, INPUT_SHAPE) and matches(output_shape, (NUM_CLASSES,))
 
 
-def _recorded_temperature(metrics: Any, where: Path) -> float:
-    """The temperature fitted at training, from metrics.json (1.0 where none was).
-
-    Raises:
-        RunError: metrics.json is not an object, or its temperature is not a finite number > 0.
-    """
-    from mnistlab.runs import RunError
-
-    if not isinstance(metrics, dict):
-        raise RunError(f"{where} is not a JSON object of metrics.")
-    calibration = metrics.get("calibration") or {}
-    value = calibration.get("temperature", 1.0) if isinstance(calibration, dict) else calibration
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise RunError(f"{where} records temperature {str(value)[:40]!r}; it must be a number > 0.")
-    return float(value)
-
-
 def _name(source: Source, index: int) -> str:
     if isinstance(source, (str, os.PathLike)):
         return str(source)
@@ -239,6 +220,8 @@ def image_files(paths: list[str | os.PathLike]) -> list[Path]:
     Raises:
         PredictError: nothing to predict, or a folder without images.
     """
+    from mnistlab.data import IMAGE_SUFFIXES
+
     files: list[Path] = []
     for item in map(Path, paths):
         if item.is_dir():

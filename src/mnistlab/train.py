@@ -30,15 +30,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from mnistlab.calibrate import calibrate
 from mnistlab.config import Config, ConfigError, TrainConfig
 from mnistlab.data import MnistArrays, load_mnist, one_hot, preprocess_images
-from mnistlab.evaluate import (
-    apply_temperature,
-    evaluate,
-    expected_calibration_error,
-    fit_temperature,
-    predict_probs,
-)
+from mnistlab.evaluate import evaluate
 from mnistlab.files import atomic_write, atomic_write_json
 from mnistlab.models import build_model, head_layers
 from mnistlab.runs import (
@@ -580,31 +575,6 @@ def _fit(
         callbacks=callbacks,
         verbose=fit_verbose,
     )
-
-
-# Fewest validation images to fit a temperature on: a few dozen are often all right, and the
-# likelihood then falls without end as T -> 0 (a 10-shot fine-tune's 20 gave T = 0.06).
-MIN_CALIBRATION_IMAGES = 200
-
-
-def calibrate(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
-    """Fit the model's temperature on the validation split (uint8 images, integer labels).
-
-    Returns:
-        {"temperature", "fitted_on", "val_ece_before", "val_ece_after"}; temperature 1 (as
-        trained) and fitted_on None when the validation split is smaller than
-        MIN_CALIBRATION_IMAGES (or absent).
-    """
-    if len(x_val) < MIN_CALIBRATION_IMAGES:
-        return {"temperature": 1.0, "fitted_on": None}
-    probs = predict_probs(model, x_val)
-    temperature = fit_temperature(probs, y_val)
-    return {
-        "temperature": round(temperature, 4),
-        "fitted_on": f"validation split ({len(x_val):,} images)",
-        "val_ece_before": round(expected_calibration_error(probs, y_val), 5),
-        "val_ece_after": round(expected_calibration_error(apply_temperature(probs, temperature), y_val), 5),
-    }
 
 
 def _finish(

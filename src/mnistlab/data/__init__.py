@@ -32,7 +32,7 @@ from mnistlab.data.mnist import (
 )
 
 if TYPE_CHECKING:  # what __getattr__ below returns, spelled out for type checkers and IDEs
-    from mnistlab.data.decode import MAX_PIXELS, ImageError, decode_image
+    from mnistlab.data.decode import IMAGE_SUFFIXES, MAX_PIXELS, ImageError, decode_image
     from mnistlab.data.digitsets import DigitSet, load_digit_set, select_shots
     from mnistlab.data.images import (
         DIGIT_BOX,
@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # what __getattr__ below returns, spelled out for type checke
 # `mnistlab data info`, training and evaluation would pay without ever decoding an image.
 # Name -> the module under mnistlab.data that defines it.
 _LAZY_MODULES = {
+    "IMAGE_SUFFIXES": "decode",
     "ImageError": "decode",
     "MAX_PIXELS": "decode",
     "decode_image": "decode",
@@ -64,6 +65,7 @@ _LAZY_MODULES = {
 __all__ = [
     "DIGIT_BOX",
     "IMAGE_SIZE",
+    "IMAGE_SUFFIXES",
     "INPUT_SHAPE",
     "MAX_PIXELS",
     "MNIST_SHA256",

@@ -20,6 +20,10 @@ from mnistlab.data.mnist import DataError
 
 MAX_PIXELS = 40_000_000  # larger images are refused (decompression bombs, 100-megapixel photos)
 # Pillow's JPEG reader also opens MPO, a phone's JPEG with a second frame (depth, stereo).
+# File types read from a folder (predict DIR, digit folders, reports); others are skipped, not
+# refused. Each is one of the formats below (.mpo: a phone's multi-picture JPEG).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".mpo", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
 _FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab.data.decode import ImageError
+from mnistlab.data.decode import IMAGE_SUFFIXES, ImageError
 from mnistlab.data.images import normalise_digit, prepare_image
 from mnistlab.data.mnist import (
     _READ_ERRORS,
@@ -47,7 +47,6 @@ from mnistlab.data.mnist import (
     _sha256,
 )
 from mnistlab.files import atomic_write
-from mnistlab.predict import IMAGE_SUFFIXES  # light: Keras loads only to predict
 
 # The copy of USPS that The Elements of Statistical Learning distributes (Hastie, Tibshirani &
 # Friedman), pinned to one commit of a public repository. SHA-256 of each file as published,

@@ -719,7 +719,7 @@ def _write_cache(cache_dir: Path, arrays: dict[str, np.ndarray], source: str) ->
     """Replace the cache with verified arrays (uncompressed npz) and record its source."""
     meta = {
         "source": source,
-        "filled_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "filled_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "sha256": MNIST_SHA256,
     }
     try:

@@ -30,9 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab.calibrate import apply_temperature
 from mnistlab.data import MnistArrays, load_mnist
-from mnistlab.evaluate import apply_temperature, predict_probs, scores
+from mnistlab.evaluate import scores
 from mnistlab.files import atomic_write_json, atomic_write_text
+from mnistlab.inference import predict_probs
 from mnistlab.report.findings import compare_takeaways, takeaways
 from mnistlab.report.page import _Pictures, render_compare_html, render_html
 from mnistlab.report.robustness import (

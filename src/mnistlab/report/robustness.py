@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mnistlab.data import IMAGE_SIZE, NUM_CLASSES
-from mnistlab.evaluate import predict_probs, shift_images
+from mnistlab.inference import predict_probs, shift_images
 
 # Test images in the robustness sweep: at 97 % accuracy the binomial standard error on 2,000 is
 # 0.4 points, finer than any step between two strengths; a sweep of 44 settings takes ~6 s.

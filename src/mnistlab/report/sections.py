@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab.calibrate import apply_temperature, expected_calibration_error
 from mnistlab.data import NUM_CLASSES, MnistArrays
 from mnistlab.errors import MnistlabError
-from mnistlab.evaluate import apply_temperature, expected_calibration_error
 from mnistlab.runs import RunDir, library_versions
 
 GALLERY_SIZE = 60  # most confident mistakes shown
@@ -62,7 +62,7 @@ def labelled_images(folder: str | os.PathLike) -> list[tuple[Path, int]]:
     Raises:
         ReportError: no such folder, or no labelled images in it.
     """
-    from mnistlab.predict import IMAGE_SUFFIXES
+    from mnistlab.data.decode import IMAGE_SUFFIXES
 
     root = Path(folder)
     if not root.is_dir():

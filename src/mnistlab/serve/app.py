@@ -44,7 +44,6 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from mnistlab import __version__
 from mnistlab.data import (
     INPUT_SHAPE,
     MAX_PIXELS,
@@ -56,6 +55,7 @@ from mnistlab.data import (
 from mnistlab.errors import MnistlabError
 from mnistlab.predict import Predictor
 from mnistlab.serve.corrections import CorrectionStore, StoreFull
+from mnistlab.version import __version__
 
 STATIC = Path(__file__).parent / "static"
 
