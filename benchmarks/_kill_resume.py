@@ -147,8 +147,9 @@ def kill_resume_trials(
 
     rng = random.Random(seed)
     out: dict[str, Any] = {"trials": trials, "finished": 0, "epochs_lost": [], "final_accuracy": [],
-                           "reference_accuracy": reference_acc, "kill_times_s": [], "reference_seconds": round(reference_s, 2),
-                           "killed": [], "intact_after_kill": [], "resumed_from_epoch": [], "rerun_seconds": []}
+                           "reference_accuracy": reference_acc, "kill_times_s": [],
+                           "reference_seconds": round(reference_s, 2), "killed": [], "intact_after_kill": [],
+                           "resumed_from_epoch": [], "rerun_seconds": []}
     for trial in range(trials):
         run = RunDir(workdir / f"trial{trial}")
         command = train_command(run.path, epochs, train_limit)

@@ -110,7 +110,7 @@ def main() -> None:
             child.write_text(CHILD)
             proc = subprocess.run([sys.executable, str(child), str(args.epochs)], env=env,
                                   capture_output=True, text=True)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+        line = next((row for row in proc.stdout.splitlines() if row.startswith("RESULT ")), None)
         if line is None:
             print(f"{backend:<11} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
             continue
@@ -126,7 +126,7 @@ def main() -> None:
         )
     if results:
         fastest = min(results, key=lambda b: results[b]["steady_epoch_s"])
-        for b, r in results.items():
+        for r in results.values():
             r["epoch_time_vs_fastest"] = round(r["steady_epoch_s"] / results[fastest]["steady_epoch_s"], 2)
         print(f"fastest steady epoch: {fastest}; ratios " + ", ".join(
             f"{b} {r['epoch_time_vs_fastest']}x" for b, r in results.items()))

@@ -213,7 +213,9 @@ def json_value(rng: np.random.Generator, images: list[bytes], depth: int = 0) ->
     if choice == 1:
         return bool(rng.integers(0, 2))
     if choice == 2:
-        return int(rng.integers(-(2**62), 2**62)) if rng.random() < 0.8 else float(rng.normal() * 10.0 ** rng.integers(-5, 300))
+        if rng.random() < 0.8:
+            return int(rng.integers(-(2**62), 2**62))
+        return float(rng.normal() * 10.0 ** rng.integers(-5, 300))
     if choice == 3:
         return "".join(chr(int(c)) for c in rng.integers(1, 0x2FF, rng.integers(0, 20)))
     if choice in (4, 5):
@@ -279,20 +281,21 @@ def fuzz_request(rng: np.random.Generator, kind: str, images: list[bytes], shape
         body = images[rng.integers(len(images))] if rng.random() < 0.5 else rng.bytes(int(rng.integers(0, 500)))
         return {"path": path, "body": body, "content_type": content_type}
     if kind == "empty body":
-        return {"path": path, "body": b"",
-                "content_type": ["application/json", f"multipart/form-data; boundary={boundary}", ""][rng.integers(0, 3)]}
+        types = ["application/json", f"multipart/form-data; boundary={boundary}", ""]
+        return {"path": path, "body": b"", "content_type": types[rng.integers(0, 3)]}
     if kind == "deep json":
         depth = int(rng.integers(100, 200_000))
         body = b'{"image": ' + b"[" * depth + b"]" * depth + b"}" if rng.random() < 0.5 else b"9" * depth
         return {"path": path, "body": body, "content_type": "application/json"}
     if kind == "oversized body":
-        return {"path": path, "oversized": True, "content_type": ["application/json", "multipart/form-data; boundary=x"][
-            rng.integers(0, 2)]}
+        types = ["application/json", "multipart/form-data; boundary=x"]
+        return {"path": path, "oversized": True, "content_type": types[rng.integers(0, 2)]}
     raw = [
         b"GARBAGE\r\n\r\n",
         rng.bytes(int(rng.integers(1, 300))),
         b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
-        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\nZZ\r\n",
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: application/json\r\n\r\nZZ\r\n",
         b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n{}",
         b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 100_000 + b"\r\n\r\n",
         b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{\"im",
@@ -566,7 +569,8 @@ def main() -> None:
                     print(f"\nload: {args.rate:g} requests/s of valid drawings for {args.seconds:g} s")
                     lo = load(server, args.rate, args.seconds, pictures, args.clients)
                     results["load"] = lo
-                    print(f"{lo['requests']:,} requests answered at {lo['rate_achieved']} /s (asked {lo['rate_asked']:g}; "
+                    print(f"{lo['requests']:,} requests answered at {lo['rate_achieved']} /s "
+                          f"(asked {lo['rate_asked']:g}; "
                           f"{lo['not_sent_behind_schedule']:,} not sent in time), {lo['errors']} errors, "
                           f"latency p50 {lo['latency_ms_p50']} ms, p99 {lo['latency_ms_p99']} ms; "
                           f"RSS {lo['rss_mb']['start_mb']} -> {lo['rss_mb']['end_mb']} MB "

@@ -106,7 +106,8 @@ def measure(url: str, png: bytes, clients: list[int], seconds: float) -> dict:
         errors = [0] * n
         stop = time.perf_counter() + seconds
 
-        def client(k: int) -> None:
+        # Joined before the loop moves on, so binding this round's stop/times/errors is what it wants.
+        def client(k: int, stop: float = stop, times: list = times, errors: list = errors) -> None:
             c = connect()
             while time.perf_counter() < stop:
                 start = time.perf_counter()
@@ -201,9 +202,11 @@ def main() -> None:
     runtimes = ["keras"] + (["onnx"] if (Path(args.run) / "model.onnx").is_file() else [])
     x_test = test_digit()
     local = [in_process(args.run, runtime, x_test) for runtime in runtimes]
-    print(f"\nserving path in process (Predictor.probabilities)\n{'runtime':<8}{'1 image p50 ms':>16}{'p90 ms':>9}{'batch 1024 img/s':>18}")
+    print("\nserving path in process (Predictor.probabilities)")
+    print(f"{'runtime':<8}{'1 image p50 ms':>16}{'p90 ms':>9}{'batch 1024 img/s':>18}")
     for r in local:
-        print(f"{r['runtime']:<8}{r['one_image_ms_p50']:>16.3f}{r['one_image_ms_p90']:>9.3f}{r['batch1024_img_s']:>18,}")
+        print(f"{r['runtime']:<8}{r['one_image_ms_p50']:>16.3f}{r['one_image_ms_p90']:>9.3f}"
+              f"{r['batch1024_img_s']:>18,}")
     uploads = {"280x280 drawing": drawing_png(x_test[0]), "28x28 digit": png_bytes(x_test[0])}
     results = [bench(args.run, runtime, uploads, clients, args.seconds) for runtime in runtimes]
     print(f"\nPOST /v1/predict on loopback, {args.seconds:.0f} s per concurrency level")

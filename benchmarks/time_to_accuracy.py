@@ -103,7 +103,8 @@ def main() -> None:
                 reached = row["time_to_target_s"]
                 print(
                     f"seed {seed} {preset:<14} time to {args.target * 100:.1f} %: "
-                    f"{'not reached' if reached is None else f'{reached:.1f} s'}  final {row['final_test_accuracy'] * 100:.2f} %  "
+                    f"{'not reached' if reached is None else f'{reached:.1f} s'}  "
+                    f"final {row['final_test_accuracy'] * 100:.2f} %  "
                     f"{row['seconds_per_epoch']:.1f} s/epoch  {row['train_img_s']:,} train img/s",
                     flush=True,
                 )
@@ -124,7 +125,8 @@ def main() -> None:
     print()
     for preset, s in summary.items():
         t, a = s["time_to_target_s"], s["final_test_accuracy"]
-        t_text = "not reached by every seed" if t["mean"] is None else f"{t['mean']:.1f} s (min {t['min']:.1f}, max {t['max']:.1f})"
+        t_text = ("not reached by every seed" if t["mean"] is None
+                  else f"{t['mean']:.1f} s (min {t['min']:.1f}, max {t['max']:.1f})")
         print(
             f"{preset:<14} to {args.target * 100:.1f} %: {t_text};  final {a['mean'] * 100:.2f} % "
             f"(min {a['min'] * 100:.2f}, max {a['max'] * 100:.2f});  {s['seconds_per_epoch']:.1f} s/epoch;  "
@@ -132,7 +134,8 @@ def main() -> None:
             f"{s['single_image_ms']:.2f} ms for one image"
         )
     print(f"fast reaches {args.target * 100:.1f} % "
-          + (f"{ratio:.1f}x sooner than the keras-io recipe" if ratio else "(ratio undefined: a preset missed the target)"))
+          + (f"{ratio:.1f}x sooner than the keras-io recipe" if ratio
+             else "(ratio undefined: a preset missed the target)"))
     print(json.dumps({"benchmark": "time_to_accuracy", "target": args.target, "seeds": args.seeds,
                       "machine": {k: v for k, v in info.items() if k != "versions"}, "versions": info["versions"],
                       "summary": summary, "speedup_to_target": ratio, "runs": runs}))

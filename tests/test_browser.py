@@ -160,5 +160,6 @@ def test_touch_and_pen_draw_too(chromium_page, site):
     for pointer, strokes, digit in (("touch", SEVEN, "7"), ("pen", FOUR, "4")):
         page.click("#clear")
         _draw_with(page, pointer, strokes)
-        assert _answer(page, expect) == digit, f"drew a {digit} by {pointer}, the page shows {page.inner_text('#answer')!r}"
+        answer = _answer(page, expect)
+        assert answer == digit, f"drew a {digit} by {pointer}, the page shows {page.inner_text('#answer')!r}"
     assert page.evaluate("window.scrollY") == 0

@@ -148,8 +148,10 @@ scalars = (
     st.none() | st.booleans() | st.integers() | st.integers(-(10**400), 10**400) | st.floats()
     | st.text(max_size=12) | st.dates() | st.datetimes() | st.sampled_from(["relu", "max", "same", "onecycle"])
 )
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-                      max_leaves=8)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
 keys = st.sampled_from(NAMES) | st.text(max_size=8) | st.integers()
 config_data = st.dictionaries(
     st.sampled_from(["model", "train", "finetune"]) | st.text(max_size=6),
@@ -166,7 +168,8 @@ def typed(hint) -> st.SearchStrategy:
         bool: st.booleans(),
         int: st.integers(-3, 300),
         float: st.floats(-1, 40, allow_nan=False),
-        str: st.sampled_from(["cnn", "mlp", "relu", "gelu", "avg", "valid", "onecycle", "head", ""]) | st.text(max_size=8),
+        str: st.sampled_from(["cnn", "mlp", "relu", "gelu", "avg", "valid", "onecycle", "head", ""])
+        | st.text(max_size=8),
     }[hint]
 
 
@@ -696,7 +699,8 @@ def _keras_case(files: dict[str, bytes], name: str) -> bytes:
         "pickle": lambda: pickle.dumps({"weights": [1, 2]}),
         "ONNX": lambda: GOOD_ONNX,
         "truncated": lambda: good[: len(good) // 2],
-        "byte flipped": lambda: good[: len(good) // 2] + bytes([good[len(good) // 2] ^ 0xFF]) + good[len(good) // 2 + 1 :],
+        "byte flipped": lambda: good[: len(good) // 2] + bytes([good[len(good) // 2] ^ 0xFF])
+        + good[len(good) // 2 + 1 :],
         "config not JSON": lambda: _zip(**{**members, "config.json": b"{not json"}),
         "config names os.system": lambda: _zip(**{**members, "config.json": json.dumps(
             {"module": "os", "class_name": "system", "config": "true", "registered_name": None}).encode()}),
@@ -843,8 +847,8 @@ def test_malformed_requests_get_a_4xx_and_one_line(server, path, request):
     assert not tracebacks.records, tracebacks.records[0].getMessage()
 
 
-@pytest.mark.parametrize("case", ["empty JSON", "empty multipart", "no body", "over the limit", "over the limit, chunked",
-                                  "too many images", "deep JSON", "huge number"])
+@pytest.mark.parametrize("case", ["empty JSON", "empty multipart", "no body", "over the limit",
+                                  "over the limit, chunked", "too many images", "deep JSON", "huge number"])
 def test_empty_and_huge_requests(server, case):
     client, tracebacks = server
     big = bytes(LIMITS.max_request_bytes + 1)
@@ -872,7 +876,8 @@ def test_empty_and_huge_requests(server, case):
     b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
     b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n"
     b"Content-Type: application/json\r\n\r\n{}",
-    b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\nZZ\r\n",
+    b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    b"Content-Type: application/json\r\n\r\nZZ\r\n",
     b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 100_000 + b"\r\n\r\n",
 ], ids=["garbage", "binary", "negative length", "huge length", "bad chunk", "long header"])
 def test_broken_http_is_refused_without_a_traceback(server, raw):

@@ -31,7 +31,8 @@ def test_every_preset_is_pinned():
 
 
 def test_strides_and_stem_kernel():
-    cfg = ModelConfig(conv_filters=(8, 16), stem_kernel_size=5, kernel_size=3, strides=2, pooling="none", dense_units=())
+    cfg = ModelConfig(conv_filters=(8, 16), stem_kernel_size=5, kernel_size=3, strides=2, pooling="none",
+                      dense_units=())
     model = build_model(cfg)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.kernel_size for c in convs] == [(5, 5), (3, 3)]
