@@ -299,9 +299,10 @@ def _running_with_a_heartbeat(storage):
 
 def _kill_mid_trial(study_dir):
     """Start a worker and SIGKILL it in the middle of its third trial (or later), once that trial
-    has a heartbeat. Returns the study's trials as the kill left them, or None where a trial ended
-    and the next began in the moment between the last look and the kill, so that the one killed
-    has no heartbeat yet (then the scenario is set up again; nothing is asserted on it)."""
+    is training. Returns the study's trials as the kill left them, or None where a trial ended and
+    the next began in the moment between the last look and the kill, so that the one killed had
+    not yet drawn its settings or beaten (then the scenario is set up again; nothing is asserted
+    on it)."""
     worker = start_worker(study_dir, trials=4)
     deadline = time.monotonic() + 300
     try:
@@ -317,14 +318,22 @@ def _kill_mid_trial(study_dir):
                 trials = optuna.load_study(study_name="tiny-study", storage=watch).get_trials()
             except KeyError:  # the worker has not created the study yet
                 continue
-            if sum(t.state in FINISHED for t in trials) >= 2 and _running_with_a_heartbeat(watch):
+            if sum(t.state in FINISHED for t in trials) >= 2 and _training(trials, watch):
                 break
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
     before = optuna.load_study(study_name="tiny-study", storage=watch).get_trials()
     running = {t.number for t in before if t.state == optuna.trial.TrialState.RUNNING}
-    return before if running and running <= _running_with_a_heartbeat(watch) else None
+    return before if running and running == _training(before, watch) else None
+
+
+def _training(trials, storage):
+    """Numbers of the running trials that are training: their settings drawn, their run folder
+    named, and a heartbeat recorded (see _running_with_a_heartbeat)."""
+    beating = _running_with_a_heartbeat(storage)
+    return {t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING
+            and t.params and "run" in t.user_attrs and t.number in beating}
 
 
 def test_killed_worker_leaves_a_study_that_resumes(mnist, tmp_path):
