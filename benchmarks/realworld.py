@@ -2,18 +2,18 @@
 
     python benchmarks/realworld.py RUN [DIR] [--min-confidence 0.5] [--sheet sheet.png]
 
-DIR (default ../shared/data/realworld) holds labelled images: an `index.csv` (columns set, kind,
-file, label; file relative to DIR) or, per set folder, a `labels.csv` (file, label; the folder
-is the set, its name's first word the kind). Each image is read twice with the run's model:
-through mnistlab's preprocessing (`mnistlab predict`), and through the naive recipe most MNIST
-demos use (grey, resize to 28x28, invert if the mean is bright). Prints accuracy overall, per
+DIR (default ../shared/data/realworld) holds labelled images: an `index.csv` (columns file and
+label, file relative to DIR) or, per set folder, a `labels.csv` (file, label), each read by
+mnistlab.data.folders.labelled_images. An image's folder is its set, the set name's first word
+its kind. Each image is read twice with the run's model: through mnistlab's preprocessing
+(`mnistlab predict`), and through the naive recipe most MNIST demos use (grey, resize to 28x28,
+invert if the mean is bright). Prints accuracy overall, per
 kind and per set, how the "unsure" threshold splits right from wrong answers, and one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections import defaultdict
@@ -25,25 +25,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header  # noqa: E402
 
 from mnistlab.data import decode_image  # noqa: E402
+from mnistlab.data.folders import labelled_images, labels_layout  # noqa: E402
 from mnistlab.predict import Predictor, contact_sheet  # noqa: E402
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "realworld"
 
 
-def labelled_images(root: Path) -> list[dict[str, str]]:
-    """Rows {set, kind, file (absolute), label} from index.csv, else from each set's labels.csv."""
-    index = root / "index.csv"
-    if index.is_file():
-        with index.open(newline="", encoding="utf-8") as f:
-            return [{"set": r["set"], "kind": r["kind"], "file": str(root / r["file"]), "label": r["label"]}
-                    for r in csv.DictReader(f)]
-    rows = []
-    for labels in sorted(root.glob("*/labels.csv")):
-        folder = labels.parent
-        with labels.open(newline="", encoding="utf-8") as f:
-            rows += [{"set": folder.name, "kind": folder.name.split("_")[0], "file": str(folder / r["file"]),
-                      "label": r["label"]} for r in csv.DictReader(f)]
-    return rows
+def labelled_rows(root: Path) -> list[dict]:
+    """Rows {set, kind, file, label}: DIR's own labelled images (its index.csv) if it has them, else
+    those of each set folder in it. mnistlab.data.folders.labelled_images reads each folder."""
+    if labels_layout(root) is not None:
+        found = labelled_images(root).images
+    else:
+        sets = sorted(sub for sub in root.iterdir() if sub.is_dir() and labels_layout(sub) is not None)
+        found = [pair for folder in sets for pair in labelled_images(folder).images]
+    # The set is the image's folder (as index.csv's set column gives it), its kind the first word.
+    return [{"set": path.parent.name, "kind": path.parent.name.split("_")[0], "file": str(path), "label": label}
+            for path, label in found]
 
 
 def naive(path: str) -> np.ndarray:
@@ -78,14 +76,14 @@ def main() -> None:
         sys.exit(f"error: {root} is not a folder of labelled images.")
 
     info = header()
-    items = labelled_images(root)
+    items = labelled_rows(root)
     predictor = Predictor.from_run(args.run)
     if args.min_confidence is not None:
         predictor.min_confidence = args.min_confidence
     files = [r["file"] for r in items]
     ours = predictor.predict(files)
     naive_digits = predictor.probabilities(np.stack([naive(f) for f in files])).argmax(axis=1)
-    rows = [{**r, "label": int(r["label"]), "ours": p.digit, "status": p.status, "confidence": p.confidence,
+    rows = [{**r, "ours": p.digit, "status": p.status, "confidence": p.confidence,
              "naive": int(n)} for r, p, n in zip(items, ours, naive_digits, strict=True)]
     if args.sheet:
         contact_sheet(files, ours, args.sheet)

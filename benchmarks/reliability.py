@@ -47,6 +47,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header  # noqa: E402
 
+from mnistlab.runs import RunDir  # noqa: E402
+
 PARTS = ("resume", "fuzz", "load")
 ENDPOINTS = ("/v1/predict", "/v1/read", "/v1/corrections")
 # Share of each kind of fuzzed request; they sum to 1.
@@ -74,7 +76,7 @@ def server_main(run: str, runtime: str, corrections: str) -> None:
     from mnistlab.serve import bind, build_server, create_app, url_of
 
     if runtime == "onnx":
-        predictor = Predictor.from_onnx(Path(run) / "model.onnx")
+        predictor = Predictor.from_onnx(RunDir(Path(run)).onnx)
     else:
         predictor = Predictor.from_run(run)
     app = create_app(predictor, corrections, run_name=Path(run).name, runtime=runtime)
@@ -545,7 +547,7 @@ def main() -> None:
         workdir = Path(tempfile.mkdtemp(prefix="mnistlab-reliability-"))
         try:
             run = args.run or tiny_run(workdir)
-            runtime = args.runtime or ("onnx" if (Path(run) / "model.onnx").is_file() else "keras")
+            runtime = args.runtime or ("onnx" if RunDir(Path(run)).onnx.is_file() else "keras")
             results.update(run=run, runtime=runtime)
             pictures = drawings(100)
             server = Server(run, runtime, workdir)

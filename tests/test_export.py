@@ -12,9 +12,10 @@ import pytest
 from mnistlab import export
 from mnistlab.cli import main
 from mnistlab.data import PREPROCESSING_VERSION, default_cache_dir
-from mnistlab.export import ExportError, OnnxModel, export_model
+from mnistlab.export import export_model
 from mnistlab.predict import Predictor
 from mnistlab.runs import LOCK_FILE
+from mnistlab.runtimes import ExportError, OnnxModel
 
 
 @pytest.fixture(scope="module")

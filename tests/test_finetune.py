@@ -24,14 +24,9 @@ from mnistlab.config import (
     write_config,
 )
 from mnistlab.errors import MnistlabError
-from mnistlab.finetune import (
-    CONTROL_DIR,
-    REPORT_FILE,
-    _stratified,
-    finetune,
-    finetune_config,
-)
+from mnistlab.finetune import finetune, finetune_config, stratified_order
 from mnistlab.models import build_model, head_layers
+from mnistlab.runs import CONTROL_DIR, FINETUNE_REPORT_FILE
 from mnistlab.serve.corrections import CorrectionStore
 from mnistlab.train import LayerwiseAdam, Phase, ReplayBatches, phases, train
 
@@ -61,7 +56,8 @@ def target_npz(mnist, tmp_path_factory):
 
 def finetune_quick(parent, out, data, **finetune_fields):
     train_fields = {**QUICK, "out": str(out)}
-    train_fields.update({k: finetune_fields.pop(k) for k in list(finetune_fields) if k in TrainConfig.__dataclass_fields__})
+    train_keys = [k for k in list(finetune_fields) if k in TrainConfig.__dataclass_fields__]
+    train_fields.update({k: finetune_fields.pop(k) for k in train_keys})
     cfg = finetune_config(parent, {"data": str(data), "control": False, **finetune_fields}, train_fields)
     return finetune(cfg)
 
@@ -102,7 +98,8 @@ def test_phases_of_each_strategy():
     head = FinetuneConfig(strategy="head", head_learning_rate=1e-3)
     assert phases(Config(train=t, finetune=head)) == [Phase(5, True, 1e-3)]
     staged = FinetuneConfig(strategy="head-then-all", head_learning_rate=1e-3, head_epochs=2)
-    assert phases(Config(train=t, finetune=staged)) == [Phase(2, True, 1e-3), Phase(3, False, 1e-4, pytest.approx(10.0))]
+    assert phases(Config(train=t, finetune=staged)) == [Phase(2, True, 1e-3),
+                                                        Phase(3, False, 1e-4, pytest.approx(10.0))]
 
 
 def test_head_is_everything_after_flatten():
@@ -158,7 +155,7 @@ def test_replay_batches_mix_a_fixed_share_and_cover_the_target_once():
 
 def test_stratified_order_puts_each_class_share_in_the_tail():
     y = np.repeat(np.arange(10), [30, 10, 20, 10, 10, 10, 10, 10, 10, 40])
-    order = _stratified(y, 0.2, seed=0)
+    order = stratified_order(y, 0.2, seed=0)
     assert sorted(order) == list(range(len(y)))
     tail = y[order][-int(len(y) * 0.2):]
     counts = np.bincount(tail, minlength=10)
@@ -203,7 +200,7 @@ def test_report_and_run_folder(parent, target_npz, mnist, tmp_path):
     # The parent as is scores the same on MNIST as its own recorded figure (same 10,000 images).
     assert report["before"]["target_test_accuracy"] != report["after"]["target_test_accuracy"]
     assert json.loads(run.metrics.read_text())["finetune"] == json.loads(json.dumps(report))
-    text = (run.path / REPORT_FILE).read_text()
+    text = (run.path / FINETUNE_REPORT_FILE).read_text()
     assert "before (source only)" in text and "control: from scratch" in text and "forgetting" in text
     control = result.control.metrics
     assert (run.path / CONTROL_DIR / "model.keras").is_file() and control["epochs_run"] <= 3
@@ -272,7 +269,7 @@ def test_cli_finetune_end_to_end(parent, target_npz, tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["run"] == str(out) and report["strategy"] == "head" and report["control"] is None
-    assert (out / REPORT_FILE).is_file()
+    assert (out / FINETUNE_REPORT_FILE).is_file()
 
     done = mnistlab("finetune", parent, "--data", tmp_path / "nope.npz", "--out", tmp_path / "x", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1

@@ -52,9 +52,9 @@ from mnistlab.data import (
     prepare_image,
 )
 from mnistlab.errors import MnistlabError
-from mnistlab.export import ExportError, OnnxModel
 from mnistlab.predict import Predictor
 from mnistlab.runs import RunDir, RunError
+from mnistlab.runtimes import ExportError, OnnxModel
 from mnistlab.serve import Limits, create_app, running
 
 # Pillow warns (UserWarning) about damaged TIFF and EXIF metadata it skips; the decoding fuzz

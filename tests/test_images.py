@@ -25,6 +25,7 @@ from mnistlab.data import (
     decode,
     decode_image,
     images,
+    ink,
     prepare_image,
     segment,
     segment_digits,
@@ -221,9 +222,9 @@ def test_clean_canvas_is_read_at_half_resolution(mnist, monkeypatch):
     ImageDraw.Draw(strokes).line([(70, 60), (210, 60), (120, 230)], fill="black", width=22)
     canvases.append(encode(strokes, "PNG"))
     fast = [prepare_image(canvas) for canvas in canvases]
-    assert images._find_ink(images._as_grey(canvases[0])).fine is not None  # the half-size copy
-    monkeypatch.setattr(images, "_HALF_EXTENT", np.inf)  # no digit is that large: full size
-    assert images._find_ink(images._as_grey(canvases[0])).fine is None
+    assert ink.find_ink(decode.as_grey(canvases[0])).fine is not None  # the half-size copy
+    monkeypatch.setattr(ink, "_HALF_EXTENT", np.inf)  # no digit is that large: full size
+    assert ink.find_ink(decode.as_grey(canvases[0])).fine is None
     for index, (canvas, half) in enumerate(zip(canvases, fast)):
         full = prepare_image(canvas)
         assert half.has_ink and half.inverted and full.inverted
@@ -236,8 +237,8 @@ def test_background_of_a_clean_canvas_is_its_paper(mnist):
     # it would be) finds that level everywhere, the strokes being narrower than its window.
     for index in SAMPLE:
         work = upscale(mnist.x_test[index], 10).astype(np.float32) / 255  # light ink on dark
-        window = min(work.shape) * images._BACKGROUND_FRACTION
-        assert images._background(work, window) == 0.0
+        window = min(work.shape) * ink._BACKGROUND_FRACTION
+        assert ink._background(work, window) == 0.0
         opening = ndi.grey_opening(work, size=round(window), mode="nearest")
         assert np.abs(opening).max() < 1 / 255
 
@@ -456,49 +457,3 @@ def test_single_digit_is_one_segment(mnist):
     found = segment_digits(mnist.x_test[0])
     assert len(found) == 1
     np.testing.assert_array_equal(found[0].image, prepare_image(mnist.x_test[0]).image)
-
-
-# --- the fast helpers ----------------------------------------------------------------------------
-
-
-def test_fast_helpers_equal_numpy_and_scipy():
-    # Each stands in for a NumPy or scipy function to save time: the answers are the same.
-    rng = np.random.default_rng(0)
-    for trial in range(60):
-        size = int(rng.integers(1, 500))
-        for dtype in (np.float32, np.float64):
-            values = (rng.random(size) ** 3).astype(dtype)
-            values[rng.random(size) < trial / 60] = 0  # the zeros of a clean canvas
-            if trial % 3 == 0:
-                values = (np.round(values * 64) / 64).astype(dtype)  # values on the bins' edges
-            median = images._median(values)
-            assert median == np.median(values) and type(median) is type(np.median(values))
-            for percents in ([0.5, 99.5], [0.0, 100.0], [90]):
-                assert images._percentiles(values, percents) == list(np.percentile(values, percents))
-            if values.max() > 0:
-                counts, edges = images._histogram(values, float(values.max()))
-                expected = np.histogram(values, bins=256, range=(0, float(values.max())))
-                np.testing.assert_array_equal(counts, expected[0])
-                np.testing.assert_array_equal(edges, expected[1])
-                assert edges.dtype == expected[1].dtype
-    for trial in range(20):
-        page = np.zeros((60, 80), np.float32)
-        page[10:50, 20:60] = rng.random((40, 40)) < 0.3 + trial / 40
-        mask = page > 0
-        squared, rows, cols = images._nearest(~mask)
-        distance, (rows_scipy, cols_scipy) = ndi.distance_transform_edt(~mask, return_indices=True)
-        np.testing.assert_array_equal(np.sqrt(squared), distance)
-        np.testing.assert_array_equal(rows, rows_scipy)
-        np.testing.assert_array_equal(cols, cols_scipy)
-        reach = float(rng.uniform(1, 6))
-        np.testing.assert_array_equal(squared <= images._squared_within(reach), distance <= reach)
-        sigma = float(rng.uniform(0.3, 2))
-        np.testing.assert_array_equal(images._smooth(page, sigma), ndi.gaussian_filter(page, sigma))
-        labels, count, slices = images._label(mask)
-        expected, expected_count = ndi.label(mask, structure=np.ones((3, 3)))
-        np.testing.assert_array_equal(labels, expected)
-        assert count == expected_count and slices == ndi.find_objects(expected)
-        chosen = [int(label) for label in rng.choice(np.arange(1, count + 1), max(1, count // 2))]
-        for subset in (sorted(set(chosen)), list(range(1, count + 1)), [count + 5]):
-            np.testing.assert_array_equal(images._labels_mask(labels, subset),
-                                          np.isin(labels, subset))

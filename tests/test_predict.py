@@ -8,7 +8,7 @@ from PIL import Image
 
 import mnistlab
 from mnistlab.data import ImageError
-from mnistlab.predict import PredictError, Predictor, image_files
+from mnistlab.predict import PredictError, Predictor, image_files, load_predictor
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,11 @@ def test_python_api_matches_predictor(small_run, tmp_path, sure_digits, predicto
     Image.fromarray(_as_photo(sure_digits[2][0])).save(path)
     via_api = mnistlab.predict(small_run.run.path, str(tmp_path))  # a folder stands for its images
     assert [p.to_dict() for p in via_api] == [p.to_dict() for p in predictor.predict([path])]
+
+
+def test_a_run_without_onnx_is_predicted_by_keras(small_run, predictor):
+    loaded, runtime = load_predictor(small_run.run.path)  # the fixture's run was never exported
+    assert runtime == "keras" and loaded.temperature == predictor.temperature
 
 
 def test_undecodable_image_is_one_clear_error(tmp_path, predictor):

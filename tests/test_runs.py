@@ -84,3 +84,12 @@ def test_claim_continues_only_what_a_killed_run_left(tmp_path):
     other = Config(train=TrainConfig(out=str(folder), seed=1))
     with pytest.raises(RunError, match=r"another config \(train.seed 0 there, 1 here\)"), claim_run(other, "x"):
         pass
+
+
+def test_run_files_are_named_in_one_place(tmp_path):
+    run = RunDir(tmp_path / "r")
+    assert run.onnx == tmp_path / "r" / "model.onnx" and run.savedmodel == tmp_path / "r" / "savedmodel"
+    assert (run.report.name, run.report_numbers.name) == ("report.html", "report.json")
+    assert run.corrections.name == "corrections" and run.finetune_report.name == "finetune.txt"
+    assert run.control == RunDir(tmp_path / "r" / "control")
+    assert run.member(3) == RunDir(tmp_path / "r" / "members" / "seed3")

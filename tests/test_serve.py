@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from mnistlab.predict import Predictor
-from mnistlab.serve import Limits, ServeError, bind, create_app, onnx_model, running
+from mnistlab.runtimes import onnx_model
+from mnistlab.serve import Limits, ServeError, bind, create_app, running
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +211,8 @@ def _bomb() -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+            + chunk(b"IEND", b""))
 
 
 GOOD = _png(255 - np.pad(np.full((10, 4), 255, np.uint8), 9))  # a bar: decodes, has ink
@@ -221,13 +223,16 @@ BAD_REQUESTS = {
     "no file": ("POST", "/v1/predict", {"json": {}}, 400, "no image"),
     "no file in multipart": ("POST", "/v1/corrections", {"files": {"label": (None, "3")}}, 400, "no image"),
     "no body": ("POST", "/v1/predict", {}, 415, "content-type"),
-    "text/plain": ("POST", "/v1/predict", {"content": b"7", "headers": {"content-type": "text/plain"}}, 415, "text/plain"),
+    "text/plain": ("POST", "/v1/predict", {"content": b"7", "headers": {"content-type": "text/plain"}}, 415,
+                   "text/plain"),
     "empty file": ("POST", "/v1/predict", {"files": {"file": ("e.png", b"")}}, 400, "empty"),
     "not an image": ("POST", "/v1/predict", {"files": {"file": ("t.png", b"hello, world")}}, 400, "not a png"),
-    "truncated png": ("POST", "/v1/predict", {"files": {"file": ("cut.png", GOOD[: len(GOOD) // 2])}}, 400, "truncated"),
+    "truncated png": ("POST", "/v1/predict", {"files": {"file": ("cut.png", GOOD[: len(GOOD) // 2])}}, 400,
+                      "truncated"),
     "decompression bomb": ("POST", "/v1/predict", {"files": {"file": ("bomb.png", _bomb())}}, 400, "pixels"),
     "bomb to read": ("POST", "/v1/read", {"json": {"image": base64.b64encode(_bomb()).decode()}}, 400, "pixels"),
-    "text in the file field": ("POST", "/v1/predict", {"data": {"file": "abc"}, "files": {"x": ("x", b"")}}, 400, "file upload"),
+    "text in the file field": ("POST", "/v1/predict", {"data": {"file": "abc"}, "files": {"x": ("x", b"")}}, 400,
+                               "file upload"),
     "unknown field": ("POST", "/v1/predict", {"files": {"image": ("a.png", GOOD)}}, 400, "unexpected field"),
     "bad multipart": ("POST", "/v1/predict", {"content": b"--x\r\nnonsense",
                       "headers": {"content-type": "multipart/form-data; boundary=x"}}, 400, "multipart"),
@@ -236,7 +241,8 @@ BAD_REQUESTS = {
     "bad base64": ("POST", "/v1/predict", {"json": {"image": "not base64!"}}, 400, "base64"),
     "base64 not ascii": ("POST", "/v1/predict", {"json": {"image": "é" * 8}}, 400, "base64"),
     "base64 of nothing": ("POST", "/v1/predict", {"json": {"image": ""}}, 400, "empty"),
-    "invalid json": ("POST", "/v1/predict", {"content": b"{", "headers": {"content-type": "application/json"}}, 400, "json"),
+    "invalid json": ("POST", "/v1/predict", {"content": b"{", "headers": {"content-type": "application/json"}}, 400,
+                     "json"),
     "json not utf-8": ("POST", "/v1/predict", {"content": b'{"image": "\xff"}',
                        "headers": {"content-type": "application/json"}}, 400, "json"),
     "deeply nested json": ("POST", "/v1/predict", {"content": b"[" * 100_000,

@@ -45,7 +45,7 @@ FINETUNE_TRAIN = {
     "learning_rate": 3e-4,  # the pretrained layers move slowly; the head has its own, higher rate
     "schedule": "onecycle",
     "augment": 0.5,  # half of training's digit-safe range: few target images, easy to overfit
-    "validation_split": 0.1,  # of the target training images, per class (see finetune._stratified)
+    "validation_split": 0.1,  # of the target training images, per class (see finetune.stratified_order)
     "patience": 0,
 }
 

@@ -10,15 +10,13 @@ preprocessing version and the run's temperature, so it can be used without the r
 An export is reloaded and run on the 10,000 MNIST test images against the Keras model before
 it replaces anything; a file that disagrees is deleted and any earlier export is kept.
 
-OnnxModel runs such a file on onnxruntime alone: importing this module, or predicting with
-`Predictor.from_onnx`, imports neither Keras nor TensorFlow.
+mnistlab.runtimes runs the files written here (OnnxModel on onnxruntime alone) and defines
+their interface: INPUT_NAME, OUTPUT_NAME, CLASSES.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import secrets
 import shutil
 import time
 import warnings
@@ -27,13 +25,17 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab.data import INPUT_SHAPE, PREPROCESSING_VERSION, load_mnist
 from mnistlab.errors import MnistlabError
+from mnistlab.files import atomic_path, atomic_write_json
+from mnistlab.inference import predict_probs
+from mnistlab.runs import RunDir
+from mnistlab.runtimes import CLASSES, INPUT_NAME, OUTPUT_NAME, ExportError, OnnxModel, SavedModel
+from mnistlab.version import __version__
 
 FORMATS = ("onnx", "keras", "savedmodel")
+SAVEDMODEL_METADATA_FILE = "mnistlab.json"  # in a SavedModel folder: metadata(run); TensorFlow ignores it
 
-INPUT_NAME = "image"  # float32 (N, 28, 28, 1), pixels / 255: mnistlab.data.preprocess_images
-OUTPUT_NAME = "probabilities"  # float32 (N, 10), softmax over CLASSES
-CLASSES = tuple(str(d) for d in range(10))  # output column k is the digit k
 # Pinned so an export does not change with tf2onnx's default; onnxruntime reads opset 17 since
 # 1.13 (2022), and every operator a Keras CNN/MLP needs exists in it.
 ONNX_OPSET = 17
@@ -45,127 +47,15 @@ ONNX_OPSET = 17
 MIN_AGREEMENT = 0.9999  # top-1 agreement: at most 1 of the 10,000 test images may change class
 MAX_PROB_DIFF = 1e-4  # largest |p_exported - p_keras| over all images and classes
 
-# One intra-op thread for single images and small batches: a 28x28 image through `fast` is
-# ~50 us of arithmetic, and a second thread does not pay for waking it (shared 2-core EPYC,
-# onnxruntime 1.32: 56 us p50 with 1 thread, 59 us with 2 spinning, 84 us with 2 that sleep).
-# A server gets its parallelism from concurrent requests: session.run releases the GIL.
-DEFAULT_THREADS = 1
-# From this many images a call goes to a second session with a thread per core: on an idle
-# 2-core EPYC the 10,000 test images ran at 32-35k img/s on one thread and 57-67k on two, at
-# batches of 256, 1024 and 4096 alike.
-BATCH_THREADS_FROM = 256
-
-
-class ExportError(MnistlabError):
-    """An export that cannot be made or fails its parity check, or an exported file that cannot be used."""
-
-
-class OnnxModel:
-    """An exported ONNX model on onnxruntime, duck-typed like a Keras model for `predict`.
-
-    Works with mnistlab.evaluate.predict_probs and mnistlab.predict.Predictor; thread-safe
-    (onnxruntime sessions may be run from several threads at once).
-    """
-
-    def __init__(self, path: str | os.PathLike, threads: int = DEFAULT_THREADS, batch_threads: int | None = None):
-        """Open `path` (an ONNX file written by export_model).
-
-        Args:
-            threads: intra-op threads for calls of fewer than BATCH_THREADS_FROM images.
-            batch_threads: threads for larger calls (default: one per core).
-
-        Raises:
-            ExportError: no such file, onnxruntime is missing, or the file is not a usable model.
-        """
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ExportError("running an ONNX model needs onnxruntime: pip install onnxruntime.") from None
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ExportError(f"ONNX model {self.path} does not exist.")
-        self.session = self._open(ort, threads)
-        batch_threads = batch_threads or os.cpu_count() or 1
-        self._batch_session = self._open(ort, batch_threads) if batch_threads != threads else self.session
-        from mnistlab.predict import takes_mnist
-
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or not outputs or not takes_mnist(inputs[0].shape, outputs[0].shape):
-            raise ExportError(
-                f"ONNX model {self.path} maps {[i.shape for i in inputs]} to "
-                f"{[o.shape for o in outputs]}, not one MNIST input (N, 28, 28, 1) to (N, 10)."
-            )
-        self.input_name = inputs[0].name
-        self._outputs = [outputs[0].name]
-        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
-        recorded = self.metadata.get("temperature", "1.0")
-        try:
-            self._temperature = float(recorded)
-        except ValueError:
-            self._temperature = math.nan
-        if not 0 < self._temperature < math.inf:
-            raise ExportError(f"ONNX model {self.path} records temperature {recorded[:40]!r}, not a number > 0.")
-
-    def _open(self, ort: Any, threads: int) -> Any:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1  # the graph is one chain of operators
-        options.log_severity_level = 3  # errors only; failures still raise
-        try:
-            return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ExportError(f"cannot load ONNX model {self.path}: {reason}") from None
-
-    @property
-    def temperature(self) -> float:
-        """The calibration temperature recorded at export (1.0 for a file without one)."""
-        return self._temperature
-
-    def predict(self, x: np.ndarray, batch_size: int = 1024, verbose: int = 0) -> np.ndarray:
-        """(N, 10) float32 probabilities for model input x, (N, 28, 28, 1) float32 in [0, 1].
-
-        Same signature as keras.Model.predict; verbose is accepted and ignored.
-        """
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim == 3:
-            x = x[..., np.newaxis]
-        session = self._batch_session if len(x) >= BATCH_THREADS_FROM else self.session
-        if len(x) <= batch_size:  # one call, no copies when x is already contiguous float32
-            return session.run(self._outputs, {self.input_name: np.ascontiguousarray(x)})[0]
-        return np.concatenate(
-            [
-                session.run(self._outputs, {self.input_name: np.ascontiguousarray(x[k : k + batch_size])})[0]
-                for k in range(0, len(x), batch_size)
-            ]
-        )
-
-
-class _SavedModel:
-    """A TensorFlow SavedModel's `serve` endpoint with a Keras-like predict, for the parity check."""
-
-    def __init__(self, path: Path):
-        import tensorflow as tf
-
-        # Held, not just its `serve`: the endpoint's variables die with the loaded object.
-        self._loaded = tf.saved_model.load(str(path))
-
-    def predict(self, x: np.ndarray, batch_size: int = 1024, verbose: int = 0) -> np.ndarray:
-        serve = self._loaded.serve
-        return np.concatenate([serve(x[k : k + batch_size]).numpy() for k in range(0, len(x), batch_size)])
-
-
 def default_destination(run_path: Path, fmt: str) -> Path:
     """Where `mnistlab export RUN --format fmt` writes without --out."""
-    return run_path / {"onnx": "model.onnx", "savedmodel": "savedmodel"}[fmt]
+    run = RunDir(run_path)
+    return {"onnx": run.onnx, "savedmodel": run.savedmodel}[fmt]
 
 
 def metadata(run: Any) -> dict[str, str]:
     """What an export records about itself and its run: the ONNX file's metadata_props, a
-    SavedModel's mnistlab.json."""
-    from mnistlab.data import PREPROCESSING_VERSION
-    from mnistlab.version import __version__
-
+    SavedModel's SAVEDMODEL_METADATA_FILE."""
     metrics = run.read_metrics()
     calibration = metrics.get("calibration") or {}
     props = {
@@ -183,29 +73,6 @@ def metadata(run: Any) -> dict[str, str]:
     if "test_accuracy" in metrics:
         props["test_accuracy"] = repr(float(metrics["test_accuracy"]))
     return props
-
-
-def _temp_beside(dest: Path, suffix: str = "") -> Path:
-    """A unique hidden name in dest's folder, so the final os.replace is a rename on one disk."""
-    return dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{suffix}")
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _replace(temp: Path, dest: Path) -> None:
-    """Move temp over dest; a folder (SavedModel) is swapped with two renames, the old one removed after."""
-    if not temp.is_dir() or not dest.exists():
-        os.replace(temp, dest)
-        return
-    old = _temp_beside(dest, ".old")
-    os.replace(dest, old)
-    os.replace(temp, dest)
-    _remove(old)
 
 
 def _rename_io(proto: Any) -> None:
@@ -226,8 +93,6 @@ def _input_spec() -> Any:
     """The exported signature: any batch of preprocess_images output, named INPUT_NAME (a model
     loaded from .keras was never called, so Keras cannot infer it)."""
     import keras
-
-    from mnistlab.data import INPUT_SHAPE
 
     return keras.InputSpec(shape=(None, *INPUT_SHAPE), dtype="float32", name=INPUT_NAME)
 
@@ -251,17 +116,12 @@ def _convert_onnx(model: Any, temp: Path, props: dict[str, str]) -> None:
     for key, value in props.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto, full_check=True)
-    with open(temp, "wb") as f:
-        f.write(proto.SerializeToString())
-        f.flush()
-        os.fsync(f.fileno())
+    temp.write_bytes(proto.SerializeToString())
 
 
 def _write(fmt: str, run: Any, model: Any, temp: Path) -> Any:
     """Write the export to `temp` and return it reloaded (something with a Keras-like predict)."""
     import keras
-
-    from mnistlab.files import atomic_write_json
 
     if fmt == "onnx":
         _convert_onnx(model, temp, metadata(run))
@@ -270,9 +130,8 @@ def _write(fmt: str, run: Any, model: Any, temp: Path) -> Any:
         shutil.copyfile(run.model, temp)
         return keras.saving.load_model(temp, compile=False, safe_mode=True)
     model.export(str(temp), format="tf_saved_model", verbose=False, input_signature=[_input_spec()])
-    # TensorFlow ignores other files in the folder; this one says what the SavedModel is.
-    atomic_write_json(temp / "mnistlab.json", metadata(run))
-    return _SavedModel(temp)
+    atomic_write_json(temp / SAVEDMODEL_METADATA_FILE, metadata(run))
+    return SavedModel(temp)
 
 
 def parity(reference: np.ndarray, exported: np.ndarray, y_true: np.ndarray) -> dict[str, Any]:
@@ -317,9 +176,6 @@ def export_model(
             (the new file is removed then; anything at `out` before is left as it was).
         RunError, DataError: no such run; no MNIST test set.
     """
-    from mnistlab.inference import predict_probs
-    from mnistlab.runs import RunDir
-
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
     folder = RunDir.open(run)
@@ -329,14 +185,11 @@ def export_model(
     if dest.resolve() == folder.model.resolve():
         raise ExportError(f"{dest} is the run's own model; export somewhere else.")
     if data is None:
-        from mnistlab.data import load_mnist
-
         data = load_mnist(path=data_path, cache_dir=cache_dir, offline=offline, progress=progress)
     model = folder.load_model()
     dest.parent.mkdir(parents=True, exist_ok=True)
     # Keras loads only files named *.keras, so the keras copy's temporary name keeps the suffix.
-    temp = _temp_beside(dest, ".keras" if fmt == "keras" else "")
-    try:
+    with atomic_path(dest, ".keras" if fmt == "keras" else "") as temp:
         reference = predict_probs(model, data.x_test)
         start = time.perf_counter()
         try:
@@ -358,10 +211,6 @@ def export_model(
                 f"{figures['agreement'] * 100:.2f} % (needs >= {MIN_AGREEMENT * 100:.2f} %), max |prob diff| "
                 f"{figures['max_abs_diff']:.2g} (needs <= {MAX_PROB_DIFF:g}); {kept}."
             )
-        _replace(temp, dest)
-    finally:
-        if temp.exists():
-            _remove(temp)
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file()) if dest.is_dir() else dest.stat().st_size
     return {
         "run": str(folder.path),

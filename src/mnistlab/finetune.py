@@ -40,8 +40,6 @@ from mnistlab.train import RunResult, train
 # than a fine-tune, and the fine-tune's 20 one-cycle epochs left it at 16-25 % on ten USPS shots.
 CONTROL_TRAIN = {"learning_rate": 1e-3, "schedule": "constant"}
 CONTROL_PATIENCE = 10  # epochs without a validation gain before the control stops
-CONTROL_DIR = "control"  # the control's own run folder, inside the fine-tune's
-REPORT_FILE = "finetune.txt"
 CORRECTIONS = "corrections"  # --data corrections: the parent run's corrections store
 
 
@@ -104,7 +102,7 @@ def finetune(cfg: Config, *, mnist: MnistArrays | None = None, target: Any | Non
         from mnistlab.data import select_shots
 
         x, y = select_shots(x, y, f.shots, t.seed)
-    order = _stratified(y, t.validation_split, t.seed)
+    order = stratified_order(y, t.validation_split, t.seed)
     target = dataclasses.replace(target, x_train=x[order], y_train=y[order])
 
     model = parent.load_model()
@@ -117,7 +115,7 @@ def finetune(cfg: Config, *, mnist: MnistArrays | None = None, target: Any | Non
     if f.control:
         stopping = {"patience": CONTROL_PATIENCE} if t.validation_split > 0 else {}
         control_train = dataclasses.replace(t, **CONTROL_TRAIN, **stopping, epochs=f.control_epochs,
-                                            out=str(result.run.path / CONTROL_DIR))
+                                            out=str(result.run.control.path))
         control_cfg = dataclasses.replace(cfg, train=control_train, finetune=None)
         if t.verbose:
             print("control: the same architecture from scratch on the same target images", flush=True)
@@ -143,7 +141,7 @@ def finetune(cfg: Config, *, mnist: MnistArrays | None = None, target: Any | Non
     }
     metrics = {**result.metrics, "finetune": report}
     atomic_write_json(result.run.metrics, metrics)
-    atomic_write_text(result.run.path / REPORT_FILE, format_finetune(report) + "\n")
+    atomic_write_text(result.run.finetune_report, format_finetune(report) + "\n")
     return FinetuneResult(run=dataclasses.replace(result, metrics=metrics), control=control, report=report)
 
 
@@ -151,14 +149,15 @@ def load_target(f: FinetuneConfig, parent: RunDir, t: TrainConfig) -> Any:
     """The target DigitSet that f.data names; `corrections` is the parent run's store."""
     from mnistlab.data import load_digit_set
 
-    source = parent.path / CORRECTIONS if f.data == CORRECTIONS else f.data
+    source = parent.corrections if f.data == CORRECTIONS else f.data
     if not str(source):
-        raise ConfigError("say which digits to fine-tune on: --data usps | uci-digits | corrections | FOLDER | FILE.npz.")
+        raise ConfigError("say which digits to fine-tune on: "
+                          "--data usps | uci-digits | corrections | FOLDER | FILE.npz.")
     return load_digit_set(source, test_fraction=f.test_fraction, seed=t.seed, offline=t.offline,
                           progress=t.verbose > 0)
 
 
-def _stratified(y: np.ndarray, validation_split: float, seed: int) -> np.ndarray:
+def stratified_order(y: np.ndarray, validation_split: float, seed: int) -> np.ndarray:
     """An order of the images (seeded) whose last `validation_split` holds that share of every
     class: train() holds out the tail, and a tail of images sorted by class would be one class."""
     rng = np.random.default_rng(seed)

@@ -38,7 +38,9 @@ def _regularizer(cfg: ModelConfig) -> keras.regularizers.Regularizer | None:
     return keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
 
 
-def _norm_act(x: keras.KerasTensor, cfg: ModelConfig, activation: str, prefix: str, index: str = "") -> keras.KerasTensor:
+def _norm_act(
+    x: keras.KerasTensor, cfg: ModelConfig, activation: str, prefix: str, index: str = ""
+) -> keras.KerasTensor:
     """Optional batch norm, then the activation: what follows every conv and hidden dense layer.
 
     Layers before it drop their bias when batch norm is on: its beta does the same job.

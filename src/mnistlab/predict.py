@@ -20,7 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab.calibrate import apply_temperature
 from mnistlab.errors import MnistlabError
+from mnistlab.files import atomic_write
+from mnistlab.inference import predict_probs
+from mnistlab.runtimes import OnnxModel, load_keras, load_runtime
 
 # Below this probability the answer is "unsure". On the 130 real images of benchmarks/
 # realworld.py the default `fast` run (label smoothing, no temperature) errs 3 times, at 36-60 %:
@@ -108,18 +112,7 @@ class Predictor:
             RunError: no such run, a model that cannot be loaded or that does not take MNIST's
                 (N, 28, 28, 1) images to (N, 10) probabilities, or a damaged metrics.json.
         """
-        from mnistlab.calibrate import recorded_temperature
-        from mnistlab.runs import RunDir, RunError
-
-        folder = RunDir.open(run)
-        temperature = recorded_temperature(folder.read_metrics(), folder.metrics)
-        model = folder.load_model()
-        shapes = (getattr(model, "input_shape", None), getattr(model, "output_shape", None))
-        if not takes_mnist(*shapes):
-            raise RunError(
-                f"model {folder.model} maps {shapes[0]} to {shapes[1]}, not MNIST's (N, 28, 28, 1) "
-                "images to (N, 10) probabilities."
-            )
+        model, temperature = load_keras(run)
         return cls(model, temperature, min_confidence)
 
     @classmethod
@@ -130,16 +123,11 @@ class Predictor:
         Raises:
             ExportError: no such file, no onnxruntime, or not a usable ONNX model.
         """
-        from mnistlab.export import OnnxModel
-
         model = OnnxModel(path)
         return cls(model, model.temperature, min_confidence)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Calibrated (N, 10) probabilities for uint8 MNIST-format images (N, 28, 28)."""
-        from mnistlab.calibrate import apply_temperature
-        from mnistlab.inference import predict_probs
-
         if len(images) == 0:
             return np.zeros((0, 10))
         return apply_temperature(predict_probs(self.model, images), self.temperature)
@@ -171,7 +159,7 @@ class Predictor:
         Raises:
             ImageError: an image that cannot be decoded (nothing is predicted then).
         """
-        from mnistlab.data import prepare_image
+        from mnistlab.data import prepare_image  # Pillow and SciPy load with the first image
 
         names = names or [_name(s, k) for k, s in enumerate(sources)]
         return self._answers([prepare_image(s) for s in sources], names)
@@ -193,19 +181,6 @@ class Predictor:
             digits=tuple(digits),
             boxes=tuple(tuple(p.box) for p in parts),
         )
-
-
-def takes_mnist(input_shape: Any, output_shape: Any) -> bool:
-    """Do these shapes (Keras's, or ONNX's with names for free dimensions) map MNIST's model input
-    (N, 28, 28, 1) to (N, 10)? Dimensions that are not integers match anything."""
-    from mnistlab.data import INPUT_SHAPE, NUM_CLASSES
-
-    def matches(shape: Any, expected: tuple[int, ...]) -> bool:
-        if not isinstance(shape, (list, tuple)) or len(shape) != len(expected) + 1:
-            return False
-        return all(not isinstance(d, int) or d == e for d, e in zip(shape[1:], expected))
-
-    return matches(input_shape, INPUT_SHAPE) and matches(output_shape, (NUM_CLASSES,))
 
 
 def _name(source: Source, index: int) -> str:
@@ -234,6 +209,16 @@ def image_files(paths: list[str | os.PathLike]) -> list[Path]:
     if not files:
         raise PredictError("no images given.")
     return files
+
+
+def load_predictor(run: str | os.PathLike, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> tuple[Predictor, str]:
+    """The run's Predictor and its runtime, "onnx" or "keras" (see mnistlab.runtimes.load_runtime).
+
+    Raises:
+        RunError, ExportError: no such run, or a model that cannot be loaded.
+    """
+    model, temperature, runtime = load_runtime(run)
+    return Predictor(model, temperature, min_confidence), runtime
 
 
 def predict(
@@ -275,7 +260,7 @@ def contact_sheet(sources: list[Source], predictions: list[Prediction], path: st
     from PIL import Image, ImageDraw
 
     from mnistlab.data import decode_image
-    from mnistlab.files import atomic_write
+
 
     cell, text_w = 112, 220
     sheet = Image.new("L", (2 * cell + text_w, cell * len(predictions)), 255)

@@ -17,7 +17,6 @@ import csv
 import json
 import os
 import platform
-import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ import filelock
 
 from mnistlab.config import Config, config_from_dict, read_config_file, write_config
 from mnistlab.errors import MnistlabError
-from mnistlab.files import atomic_write
+from mnistlab.files import atomic_path, atomic_write, is_temporary
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.toml"
@@ -42,9 +41,15 @@ BEST_WEIGHTS_FILE = "best_weights.npz"  # with early stopping: the best epoch's 
 # process dies, even by kill -9, so a leftover file never blocks a resume; it is left in place,
 # as deleting a lock file races with a process that has just opened it.
 LOCK_FILE = ".lock"
-# What an atomic write interrupted by a kill leaves beside its file: files.atomic_write's
-# ".<name>.<pid>.<hex>.tmp" and save_model_atomic's ".<name>.<pid>.<hex>.tmp.keras".
-_TEMPORARY_SUFFIXES = (".tmp", ".tmp.keras")
+MEMBERS_DIR = "members"  # an ensemble's members, one run folder each: members/seed<N>
+# Written later, by the commands that use a finished run.
+ONNX_FILE = "model.onnx"  # mnistlab export (the default format); the server prefers it
+SAVEDMODEL_DIR = "savedmodel"  # mnistlab export --format savedmodel
+REPORT_FILE = "report.html"  # mnistlab report, with its numbers in REPORT_NUMBERS_FILE
+REPORT_NUMBERS_FILE = "report.json"
+CORRECTIONS_DIR = "corrections"  # mnistlab serve: the labels people corrected, for fine-tuning
+FINETUNE_REPORT_FILE = "finetune.txt"  # mnistlab finetune: the fine-tuned run against its parent
+CONTROL_DIR = "control"  # mnistlab finetune --control: the from-scratch run, inside the fine-tune's
 
 
 class RunError(MnistlabError):
@@ -53,17 +58,8 @@ class RunError(MnistlabError):
 
 def save_model_atomic(model: Any, path: Path) -> None:
     """model.save() to a temporary `.keras` file, fsync it, then rename it over `path`."""
-    # Keras insists on the .keras suffix, so the temporary name keeps it.
-    path = Path(path)
-    # A unique name that Keras creates (not mkstemp's), so the file gets the usual permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp.keras")
-    try:
-        model.save(tmp)
-        with open(tmp, "rb") as f:  # on disk before the rename, so a power cut cannot empty it
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path, suffix=".keras") as temp:  # Keras saves only to names ending .keras
+        model.save(temp)
 
 
 def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
@@ -124,6 +120,43 @@ class RunDir:
         return self.path / BEST_WEIGHTS_FILE
 
     @property
+    def members(self) -> Path:
+        return self.path / MEMBERS_DIR
+
+    def member(self, seed: int) -> RunDir:
+        """The run folder of an ensemble's member trained with `seed`."""
+        return RunDir(self.members / f"seed{seed}")
+
+    @property
+    def onnx(self) -> Path:
+        return self.path / ONNX_FILE
+
+    @property
+    def savedmodel(self) -> Path:
+        return self.path / SAVEDMODEL_DIR
+
+    @property
+    def report(self) -> Path:
+        return self.path / REPORT_FILE
+
+    @property
+    def report_numbers(self) -> Path:
+        return self.path / REPORT_NUMBERS_FILE
+
+    @property
+    def corrections(self) -> Path:
+        return self.path / CORRECTIONS_DIR
+
+    @property
+    def finetune_report(self) -> Path:
+        return self.path / FINETUNE_REPORT_FILE
+
+    @property
+    def control(self) -> RunDir:
+        """The from-scratch control run that `mnistlab finetune --control` trains beside a fine-tune."""
+        return RunDir(self.path / CONTROL_DIR)
+
+    @property
     def finished(self) -> bool:
         """Whether the run completed: metrics.json is written last, after model.keras."""
         return self.metrics.is_file()
@@ -131,8 +164,7 @@ class RunDir:
     def temporary_files(self) -> list[Path]:
         """Half-written files that an interrupted atomic write left behind (never the file it was
         replacing, which is whole)."""
-        return [p for p in self.path.iterdir()
-                if p.name.startswith(".") and p.name.endswith(_TEMPORARY_SUFFIXES)]
+        return [p for p in self.path.iterdir() if is_temporary(p)]
 
     def is_unstarted(self) -> bool:
         """Whether the folder holds nothing of a run: empty, or only a lock and temporary files
@@ -306,7 +338,8 @@ def _check_claim(cfg: Config, run: RunDir, resume: bool, not_resumable: str) -> 
             raise RunError(f"nothing to resume in {run.path}: no run was started there.")
         return
     if not run.config.is_file():
-        raise RunError(f"run folder {run.path} already exists and holds no run; choose another --out or remove it first.")
+        raise RunError(f"run folder {run.path} already exists and holds no run; choose another --out "
+                       "or remove it first.")
     if run.finished:
         raise RunError(f"run folder {run.path} already exists and holds a finished run; choose another --out "
                        "(or remove it to train again).")
@@ -321,7 +354,7 @@ def _check_claim(cfg: Config, run: RunDir, resume: bool, not_resumable: str) -> 
 
 def _newest_unfinished(cfg: Config, name: str) -> RunDir:
     """The most recently started unfinished run of `cfg` among runs/<name>-*."""
-    runs = [RunDir(p) for p in Path("runs").glob(f"{name}-*") if (p / CONFIG_FILE).is_file()]
+    runs = [r for r in map(RunDir, Path("runs").glob(f"{name}-*")) if r.config.is_file()]
     runs = [r for r in runs if not r.finished and not config_difference(cfg, r)]
     if not runs:
         raise RunError(f"nothing to resume: no unfinished run of this config in runs/{name}-*; "

@@ -3,18 +3,22 @@
     mnistlab data info       # the MNIST cache, its arrays and class counts
     python -c "from mnistlab.data import prepare_image; print(prepare_image('digit.jpg').image)"
 
-`mnist` finds, verifies and caches the MNIST arrays and turns digits into model input
-(`preprocess_images`, `one_hot`). Users' photos and drawings go through `decode` (files to grey
-levels: `decode_image`), `images` (MNIST's own normalisation of one digit: `prepare_image`) and
-`segment` (each digit of a written number: `segment_digits`), so their output can follow the same
-path. `digitsets` reads labelled digits from other sources for fine-tuning (USPS, the UCI digits,
-folders of images, .npz files: `load_digit_set`), MNIST-normalised by the same functions
-(`normalise_digit` for clean scans). Every public name of these modules is importable from here.
+`mnist` says what MNIST is, checks arrays against it and turns digits into model input
+(`preprocess_images`, `one_hot`); `cache` fills and keeps the verified copy (`load_mnist`) from
+the files `formats` reads and `download` fetches. Users' photos and drawings go through `decode`
+(files to grey levels: `decode_image`), `images` (MNIST's own normalisation of one digit:
+`prepare_image`) and `segment` (each digit of a written number: `segment_digits`), so their
+output can follow the same path. `digitsets` reads labelled digits from other sources for
+fine-tuning (`usps`, the UCI digits, folders of images as `folders` reads them, .npz files in
+`digitarrays`: `load_digit_set`), MNIST-normalised by the same functions
+(`normalise_digit` for clean scans). What users need of these modules is importable from here;
+`ink` (finding the ink in grey levels, with `fastops` for speed) serves `images` and `segment`.
 """
 
 import importlib
 from typing import TYPE_CHECKING
 
+from mnistlab.data.cache import default_cache_dir, fetch, info, load_mnist, verify
 from mnistlab.data.mnist import (
     IMAGE_SIZE,
     INPUT_SHAPE,
@@ -22,25 +26,15 @@ from mnistlab.data.mnist import (
     NUM_CLASSES,
     DataError,
     MnistArrays,
-    default_cache_dir,
-    fetch,
-    info,
-    load_mnist,
     one_hot,
     preprocess_images,
-    verify,
 )
 
 if TYPE_CHECKING:  # what __getattr__ below returns, spelled out for type checkers and IDEs
     from mnistlab.data.decode import IMAGE_SUFFIXES, MAX_PIXELS, ImageError, decode_image
     from mnistlab.data.digitsets import DigitSet, load_digit_set, select_shots
-    from mnistlab.data.images import (
-        DIGIT_BOX,
-        PREPROCESSING_VERSION,
-        Prepared,
-        normalise_digit,
-        prepare_image,
-    )
+    from mnistlab.data.images import PREPROCESSING_VERSION, Prepared, normalise_digit, prepare_image
+    from mnistlab.data.ink import DIGIT_BOX
     from mnistlab.data.segment import segment_digits
 
 # Loaded on first use: Pillow and SciPy add ~0.2 s (measured with `python -X importtime`), which
@@ -54,7 +48,7 @@ _LAZY_MODULES = {
     "DigitSet": "digitsets",
     "load_digit_set": "digitsets",
     "select_shots": "digitsets",
-    "DIGIT_BOX": "images",
+    "DIGIT_BOX": "ink",
     "PREPROCESSING_VERSION": "images",
     "Prepared": "images",
     "normalise_digit": "images",

@@ -145,7 +145,7 @@ def _grey(image: Image.Image) -> np.ndarray:
     return luma * alpha + paper * (1 - alpha)
 
 
-def _as_grey(source: str | os.PathLike | bytes | np.ndarray) -> np.ndarray:
+def as_grey(source: str | os.PathLike | bytes | np.ndarray) -> np.ndarray:
     """Return (H, W) float32 grey levels in [0, 1]: decoded, or a checked copy of an array."""
     if not isinstance(source, np.ndarray):
         return decode_image(source)

@@ -6,11 +6,13 @@
 MNIST's normalisation, and a test split (the source's own where it has one):
 
 - "usps": the USPS zip-code digits (16x16 scans; 7,291 train, 2,007 test), kept in
-  <cache_dir>/usps/, downloaded once and verified by SHA-256; or a folder holding the two files.
+  <cache_dir>/usps/, downloaded once and verified by SHA-256; or a folder holding the two files
+  (`usps`).
 - "uci-digits": UCI's optical digits as scikit-learn bundles them (1,797 of 8x8).
-- a folder of images in sub-folders 0..9, or listed in labels.csv: the server's corrections
-  folder is one (mnistlab.serve.corrections).
-- an .npz file with arrays x and y, and optionally the source's own x_test and y_test.
+- a folder of labelled images, read by `folders.labelled_images`: sub-folders 0..9, or a
+  labels.csv listing them. The server's corrections folder is one (mnistlab.serve.corrections).
+- an .npz file with arrays x and y, and optionally the source's own x_test and y_test
+  (`digitarrays`).
 
 Photos and drawings (the folders) take the one path of users' images, prepare_image. Scanned
 sets and arrays are clean crops whose polarity is known: they take its final stage alone,
@@ -20,65 +22,28 @@ and USPS digits touch their border). `select_shots` picks K digits per class for
 
 from __future__ import annotations
 
-import csv
-import gzip
-import hashlib
-import io
 import math
 import os
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mnistlab.data.decode import IMAGE_SUFFIXES, ImageError
+from mnistlab.data.cache import resolve_cache_dir
+from mnistlab.data.decode import ImageError
+from mnistlab.data.digitarrays import read_digit_npz
+from mnistlab.data.folders import LABEL_TABLES, LABELS_FILE, labelled_images, labels_layout
 from mnistlab.data.images import normalise_digit, prepare_image
-from mnistlab.data.mnist import (
-    _READ_ERRORS,
-    IMAGE_SIZE,
-    NUM_CLASSES,
-    DataError,
-    _download,
-    _file_digest,
-    _reason,
-    _resolve_cache_dir,
-    _sha256,
-)
-from mnistlab.files import atomic_write
-
-# The copy of USPS that The Elements of Statistical Learning distributes (Hastie, Tibshirani &
-# Friedman), pinned to one commit of a public repository. SHA-256 of each file as published,
-# from /work/shared/data/usps/SOURCE.md. No licence is stated: it is fetched for the user's own
-# experiments and never redistributed.
-_USPS_BASE_URL = (
-    "https://raw.githubusercontent.com/dgkim5360/the-elements-of-statistical-learning-notebooks/"
-    "2c13a4818379451bcce802bcd7917f4878e12977/data/zipcode/"
-)
-_USPS_TRAIN, _USPS_TEST = "zip.train.gz", "zip.test.gz"
-_USPS_SHA256 = {
-    _USPS_TRAIN: "66ebf231ab51f2cf6ac1a892d0f98ccffee1079d7a5db638c1f11f366046ca16",
-    _USPS_TEST: "8dacc3c6e136af6c3488de9e5113a7daf140c8c2f1f0b61c54ee02f03f1a962f",
-}
-_USPS_DIR = "usps"  # under the cache directory, beside mnist.npz
-# Each line of a USPS file: the label (written as a float), then a 16x16 image row by row in
-# [-1, 1], ink +1 and paper -1.
-_USPS_SIDE = 16
-_USPS_VALUES = 1 + _USPS_SIDE * _USPS_SIDE
+from mnistlab.data.mnist import IMAGE_SIZE, MNIST_SHA256, NUM_CLASSES, DataError, array_sha256
+from mnistlab.data.usps import USPS_DIR, USPS_TEST, USPS_TRAIN, fetch_usps, read_usps
 
 # The UCI optical digits count ink pixels in 4x4 blocks of a 32x32 bitmap: 0..16, ink high.
 _UCI_LEVELS = 16
 
-_LABELS_FILE = "labels.csv"  # file,label rows, as mnistlab.serve.corrections writes them
-_DIGIT_NAMES = [str(digit) for digit in range(NUM_CLASSES)]  # sub-folder names and labels
-_NPZ_ARRAYS = {"x", "y", "x_test", "y_test"}
-
-_ARRAYS = ("x_train", "y_train", "x_test", "y_test")  # as MNIST_SHA256's keys
 _OWN_TEST = "the source's own test split"
 _ACCEPTED = (
-    "'usps', 'uci-digits', a folder of images in sub-folders 0-9 or listed in labels.csv, "
-    "a folder holding USPS's zip.train.gz and zip.test.gz, or an .npz file of arrays x and y"
+    f"'usps', 'uci-digits', a folder of images in sub-folders 0-9 or listed in {LABELS_FILE}, "
+    f"a folder holding USPS's {USPS_TRAIN} and {USPS_TEST}, or an .npz file of arrays x and y"
 )
 
 
@@ -96,7 +61,7 @@ class DigitSet:
 
     def checksums(self) -> dict[str, str]:
         """Return the SHA-256 of each array's raw bytes, keyed as MnistArrays.checksums."""
-        return {name: _sha256(getattr(self, name)) for name in _ARRAYS}
+        return {name: array_sha256(getattr(self, name)) for name in MNIST_SHA256}
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,9 +86,9 @@ def load_digit_set(
 
     Args:
         source: "usps", "uci-digits" (names win over folders of that name: write ./usps for
-            one), a folder (USPS's two files, sub-folders 0-9 of images, or images listed in
-            labels.csv, which wins over the sub-folders), or an .npz file of arrays x, y and
-            optionally x_test, y_test.
+            one), a folder (USPS's two files, or labelled images as folders.labelled_images
+            reads them: a labels.csv wins over sub-folders 0-9), or an .npz file of arrays x, y
+            and optionally x_test, y_test.
         test_fraction: the share of each class held out for testing, in (0, 1), where the source
             has no test split of its own; a class with a single image goes to training.
         seed: seeds that hold-out.
@@ -138,24 +103,13 @@ def load_digit_set(
     if not 0 < test_fraction < 1:
         raise DataError(f"test_fraction must lie between 0 and 1 (exclusive), not {test_fraction}.")
     if source == "usps":
-        directory = _fetch_usps(_resolve_cache_dir(cache_dir) / _USPS_DIR, offline, progress)
-        return _finish(*_read_usps(directory), test_fraction, seed)
-    if source == "uci-digits":
-        return _finish(*_read_uci(), test_fraction, seed)
-    path = Path(source).expanduser()
-    if path.is_dir():
-        if (path / _USPS_TRAIN).exists() or (path / _USPS_TEST).exists():
-            return _finish(*_read_usps(path), test_fraction, seed)
-        if (path / _LABELS_FILE).is_file() or any((path / d).is_dir() for d in _DIGIT_NAMES):
-            return _finish(*_read_image_folder(path), test_fraction, seed)
-        raise DataError(
-            f"Digit folder {path} holds neither USPS's {_USPS_TRAIN} and {_USPS_TEST}, nor "
-            f"sub-folders 0-9, nor {_LABELS_FILE}; a digit set is one of: {_ACCEPTED}."
-        )
-    if path.is_file() and path.suffix.lower() == ".npz":
-        return _finish(*_read_npz(path), test_fraction, seed)
-    state = "is not a folder or an .npz file" if path.exists() else "does not exist"
-    raise DataError(f"Digit set {str(source)!r} {state}; a digit set is one of: {_ACCEPTED}.")
+        directory = fetch_usps(resolve_cache_dir(cache_dir) / USPS_DIR, offline, progress)
+        digits, own_test, description = _normalised(*read_usps(directory))
+    elif source == "uci-digits":
+        digits, own_test, description = _normalised(*_read_uci())
+    else:
+        digits, own_test, description = _read_path(Path(source).expanduser(), source)
+    return _finish(digits, own_test, description, test_fraction, seed)
 
 
 def select_shots(
@@ -247,97 +201,31 @@ def _normalise_all(grey: np.ndarray, labels: np.ndarray) -> _Digits:
     return _Digits(images[has_ink], labels[has_ink].astype(np.uint8), int((~has_ink).sum()))
 
 
-# --- USPS ----------------------------------------------------------------------------------
-
-
-def _fetch_usps(directory: Path, offline: bool, progress: bool) -> Path:
-    """Make sure both USPS files in directory are the published ones, downloading what is not.
-
-    Each file is downloaded into a scratch folder beside its place and verified there; only then
-    is it written into place (atomic_write), so a crash or a concurrent fetch leaves the old file
-    or a verified one, never a part.
-    """
-    for name, expected in _USPS_SHA256.items():
-        path, url = directory / name, _USPS_BASE_URL + name
-        try:
-            if _file_digest(path, "sha256") == expected:
-                continue
-            state = "corrupt (its sha256 differs from the published file's)"
-        except FileNotFoundError:
-            state = "missing"
-        except OSError as exc:  # a directory in its place, no permission
-            state = f"unreadable ({exc.strerror or exc})"
-        if offline:
-            raise DataError(
-                f"USPS file {path} is {state}, and --offline forbids downloading it from {url}."
-            )
-        if state != "missing":
-            print(f"warning: USPS file {path} is {state}; downloading it again.", file=sys.stderr)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=directory, prefix=".download-") as work:
-                download = Path(work) / name
-                try:
-                    _download(url, download, progress)
-                except DataError as exc:
-                    raise DataError(f"Could not download USPS {name} from {url} ({exc}).") from exc
-                if _file_digest(download, "sha256") != expected:
-                    raise DataError(
-                        f"USPS {name} downloaded from {url} is not the published file (its "
-                        "sha256 differs); it was not kept."
-                    )
-                data = download.read_bytes()
-                atomic_write(path, lambda out: out.write(data))
-        except OSError as exc:
-            raise DataError(f"Could not write USPS into {directory} ({exc}).") from exc
-    return directory
-
-
-def _read_usps(directory: Path) -> tuple[_Digits, _Digits, str]:
-    """Read and verify USPS's two files: (train, the source's own test split, description)."""
-    contents = {}
-    for name, expected in _USPS_SHA256.items():  # both verified before either is parsed (1 s)
-        path = directory / name
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise DataError(
-                f"USPS folder {directory} has no {name}: both {_USPS_TRAIN} and {_USPS_TEST} "
-                "are needed."
-            ) from None
-        except OSError as exc:
-            raise DataError(f"USPS file {path} could not be read ({exc.strerror or exc}).") from exc
-        if hashlib.sha256(data).hexdigest() != expected:
-            raise DataError(
-                f"USPS file {path} is not the published one (its sha256 differs); replace it "
-                f"with {_USPS_BASE_URL + name}."
-            )
-        contents[name] = data
-    train, test = (_parse_usps(contents[name], directory / name) for name in _USPS_SHA256)
-    return train, test, f"USPS {directory} ({_USPS_TRAIN}, {_USPS_TEST})"
-
-
-def _parse_usps(data: bytes, path: Path) -> _Digits:
-    """Parse one gzipped USPS text file (see _USPS_VALUES) and normalise its digits."""
-    try:
-        # 0.3 s for the 7,291 lines of zip.train.gz; the checksum has vouched for the format.
-        table = np.loadtxt(io.BytesIO(gzip.decompress(data)), dtype=np.float32, ndmin=2)
-    except _READ_ERRORS as exc:
-        raise DataError(f"USPS file {path} could not be parsed ({_reason(exc)}).") from exc
-    labels = table[:, 0]
-    if table.shape[1] != _USPS_VALUES or not np.isin(labels, np.arange(NUM_CLASSES)).all():
+def _read_path(path: Path, source: str | os.PathLike) -> tuple[_Digits, _Digits | None, str]:
+    """Read a digit set from a folder (USPS's files, or labelled images) or an .npz file."""
+    if path.is_dir():
+        if (path / USPS_TRAIN).exists() or (path / USPS_TEST).exists():
+            return _normalised(*read_usps(path))
+        if labels_layout(path) is not None:
+            return _read_image_folder(path)
         raise DataError(
-            f"USPS file {path} is not lines of a label 0-9 and {_USPS_VALUES - 1} pixels."
+            f"Digit folder {path} holds neither USPS's {USPS_TRAIN} and {USPS_TEST}, nor "
+            f"sub-folders 0-9, nor {' or '.join(LABEL_TABLES)}; a digit set is one of: {_ACCEPTED}."
         )
-    # Paper -1 becomes 0 exactly, so normalise_digit's box holds the ink and nothing else.
-    grey = np.clip((table[:, 1:] + 1) / 2, 0, 1).reshape(-1, _USPS_SIDE, _USPS_SIDE)
-    return _normalise_all(grey, labels.astype(np.uint8))
+    if path.is_file() and path.suffix.lower() == ".npz":
+        return _normalised(*read_digit_npz(path))
+    state = "is not a folder or an .npz file" if path.exists() else "does not exist"
+    raise DataError(f"Digit set {str(source)!r} {state}; a digit set is one of: {_ACCEPTED}.")
 
 
-# --- UCI optical digits ------------------------------------------------------------------------
+def _normalised(
+    train: tuple[np.ndarray, np.ndarray], own_test: tuple[np.ndarray, np.ndarray] | None, source: str
+) -> tuple[_Digits, _Digits | None, str]:
+    """A reader's grey-level splits, each through _normalise_all."""
+    return _normalise_all(*train), (None if own_test is None else _normalise_all(*own_test)), source
 
 
-def _read_uci() -> tuple[_Digits, None, str]:
+def _read_uci() -> tuple[tuple[np.ndarray, np.ndarray], None, str]:
     """Read scikit-learn's copy of the UCI optical digits, which it installs with itself."""
     try:
         import sklearn
@@ -350,25 +238,14 @@ def _read_uci() -> tuple[_Digits, None, str]:
     digits = load_digits()
     grey = digits.images.astype(np.float32) / _UCI_LEVELS
     description = f"UCI optical digits (scikit-learn {sklearn.__version__} load_digits)"
-    return _normalise_all(grey, digits.target.astype(np.uint8)), None, description
-
-
-# --- folders of images ---------------------------------------------------------------------
+    return (grey, digits.target.astype(np.uint8)), None, description
 
 
 def _read_image_folder(folder: Path) -> tuple[_Digits, None, str]:
-    """Read a folder's images (labels.csv if there, else sub-folders 0-9) with prepare_image."""
-    labels_file = folder / _LABELS_FILE
-    if labels_file.is_file():
-        entries, layout = _read_labels_file(folder, labels_file), _LABELS_FILE
-    else:
-        entries, layout = _scan_class_folders(folder), "sub-folders 0-9"
-    if not entries:
-        raise DataError(
-            f"Digit folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}) in its {layout}."
-        )
+    """Read a folder's labelled images (folders.labelled_images, strict) with prepare_image."""
+    found = labelled_images(folder)
     images, labels, dropped = [], [], 0
-    for path, label in entries:
+    for path, label in found.images:
         try:
             prepared = prepare_image(path)
         except ImageError as exc:
@@ -380,178 +257,4 @@ def _read_image_folder(folder: Path) -> tuple[_Digits, None, str]:
             dropped += 1
     x = np.stack(images) if images else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     digits = _Digits(x, np.array(labels, np.uint8), dropped)
-    return digits, None, f"image folder {folder} ({layout})"
-
-
-def _scan_class_folders(folder: Path) -> list[tuple[Path, int]]:
-    """Return (image, label) for the image files in folder/0 .. folder/9, sorted by name."""
-    entries = []
-    for digit in range(NUM_CLASSES):
-        sub = folder / str(digit)
-        if not sub.is_dir():
-            continue
-        try:
-            # Hidden files are a crashed atomic_write's leftovers, or the system's.
-            files = sorted(
-                path
-                for path in sub.iterdir()
-                if path.suffix.lower() in IMAGE_SUFFIXES
-                and not path.name.startswith(".")
-                and path.is_file()
-            )
-        except OSError as exc:
-            reason = exc.strerror or exc
-            raise DataError(f"Digit folder {sub} could not be listed ({reason}).") from exc
-        entries.extend((path, digit) for path in files)
-    return entries
-
-
-def _read_labels_file(folder: Path, labels_file: Path) -> list[tuple[Path, int]]:
-    """Return (image, label) for each `file,label` row; a first row that is not one is a header.
-
-    Raises:
-        DataError: a row that is not `file,label` with a label 0-9, a file listed twice (it
-            could land in both splits) or missing.
-    """
-    try:
-        text = labels_file.read_text(encoding="utf-8-sig")  # -sig: a spreadsheet's byte-order mark
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{labels_file} could not be read ({_reason(exc)}).") from exc
-    reader = csv.reader(io.StringIO(text))
-    try:
-        rows = [(reader.line_num, row) for row in reader]  # line_num: where the row ended
-    except csv.Error as exc:  # a field over csv.field_size_limit() (128 KiB)
-        raise DataError(f"{labels_file} line {reader.line_num} is not CSV ({_reason(exc)}).") from exc
-    entries: list[tuple[Path, int]] = []
-    lines_of: dict[str, int] = {}  # file name -> the line that listed it
-    first = True
-    for line, row in rows:
-        fields = [field.strip() for field in row]
-        if not any(fields):
-            continue
-        header = first and len(fields) == 2 and not fields[1].lstrip("+-").isdigit()
-        first = False
-        if header:  # "file,label", or whatever the columns were called
-            continue
-        where = f"{labels_file} line {line}"
-        if len(fields) != 2 or not fields[0]:
-            raise DataError(f"{where} is not a `file,label` row: {','.join(row)[:60]!r}.")
-        name, label = fields
-        if label not in _DIGIT_NAMES:
-            raise DataError(f"{where} gives label {label[:20]!r}; labels are the digits 0-9.")
-        if name in lines_of:
-            raise DataError(f"{where} lists {name} again (first on line {lines_of[name]}).")
-        lines_of[name] = line
-        path = folder / name
-        if not path.is_file():
-            raise DataError(f"{where} names {name}, which is not a file in {folder}.")
-        entries.append((path, int(label)))
-    return entries
-
-
-# --- .npz files --------------------------------------------------------------------------
-
-
-def _read_npz(path: Path) -> tuple[_Digits, _Digits | None, str]:
-    """Read and check x, y (and x_test, y_test) from an .npz file, never unpickling."""
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except ValueError as exc:  # neither zip nor .npy: NumPy would try it as a pickle
-        raise DataError(f"{path} is not an .npz file: NumPy found no arrays in it.") from exc
-    except _READ_ERRORS as exc:  # a damaged zip, an empty file
-        reason = _reason(exc)
-        raise DataError(f"{path} could not be read as an .npz file ({reason}).") from exc
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise DataError(f"{path} holds a single .npy array, not an .npz file of arrays x and y.")
-    with loaded as npz:
-        names = set(npz.files)
-        if not {"x", "y"} <= names:
-            raise DataError(f"{path} must hold arrays x and y; it holds {sorted(names) or 'none'}.")
-        if ("x_test" in names) != ("y_test" in names):
-            raise DataError(f"{path} holds one of x_test and y_test; a test split needs both.")
-        arrays = {name: _npz_array(npz, name, path) for name in sorted(names & _NPZ_ARRAYS)}
-    train = _npz_digits(arrays, "x", "y", path)
-    test = _npz_digits(arrays, "x_test", "y_test", path) if "x_test" in arrays else None
-    return train, test, f"npz file {path}"
-
-
-def _npz_array(npz: np.lib.npyio.NpzFile, name: str, path: Path) -> np.ndarray:
-    try:
-        array = npz[name]
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise DataError(
-                f"Array {name} in {path} holds Python objects, which are not loaded (unpickling "
-                "can run code); store numbers."
-            ) from exc
-        raise DataError(f"Array {name} in {path} could not be read ({_reason(exc)}).") from exc
-    except _READ_ERRORS as exc:  # e.g. "Bad CRC-32" after a flipped byte
-        raise DataError(f"Array {name} in {path} could not be read ({_reason(exc)}).") from exc
-    if not isinstance(array, np.ndarray):  # NpzFile gives a member without .npy header as bytes
-        raise DataError(f"Array {name} in {path} is not an .npy array.")
-    return array
-
-
-def _npz_digits(arrays: dict[str, np.ndarray], x_name: str, y_name: str, path: Path) -> _Digits:
-    """Check one split's images and labels, turn dark-on-light images over, normalise them."""
-    grey = _npz_images(arrays[x_name], x_name, path)
-    labels = _npz_labels(arrays[y_name], y_name, path)
-    if len(labels) != len(grey):
-        raise DataError(
-            f"{path} holds {len(grey)} images in {x_name} but {len(labels)} labels in {y_name}."
-        )
-    return _normalise_all(_light_on_dark(grey), labels)
-
-
-def _npz_images(x: np.ndarray, name: str, path: Path) -> np.ndarray:
-    """Return (N, H, W) float32 grey levels in [0, 1] from uint8 or float images."""
-    if x.ndim == 4 and x.shape[-1] == 1:
-        x = x[..., 0]
-    if x.ndim != 3:
-        raise DataError(
-            f"Array {name} in {path} must be images (N, H, W) or (N, H, W, 1), not {x.shape}."
-        )
-    if x.size == 0:
-        raise DataError(f"Array {name} in {path} is empty ({x.shape}).")
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / 255
-    if not np.issubdtype(x.dtype, np.floating):
-        raise DataError(f"Array {name} in {path} must be uint8 0-255 or float 0-1, not {x.dtype}.")
-    grey = x.astype(np.float32)
-    if not np.isfinite(grey).all() or grey.min() < 0 or grey.max() > 1:
-        raise DataError(
-            f"Array {name} in {path} holds floats from {grey.min():g} to {grey.max():g}; "
-            "grey levels must lie in [0, 1] (or be uint8 0-255)."
-        )
-    return grey
-
-
-def _npz_labels(y: np.ndarray, name: str, path: Path) -> np.ndarray:
-    """Return (N,) uint8 labels from integers 0-9 or one-hot rows."""
-    if y.ndim == 2 and y.shape[1] == NUM_CLASSES:
-        numeric = np.issubdtype(y.dtype, np.number) or y.dtype == bool
-        if not numeric or not np.isin(y, (0, 1)).all() or not (y.sum(axis=1) == 1).all():
-            raise DataError(
-                f"Array {name} in {path} is shaped {y.shape} but its rows are not one-hot."
-            )
-        return np.argmax(y, axis=1).astype(np.uint8)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(
-            f"Array {name} in {path} must be integer labels (N,) or one-hot rows "
-            f"(N, {NUM_CLASSES}), not {y.dtype} {y.shape}."
-        )
-    if y.size and (y.min() < 0 or y.max() >= NUM_CLASSES):
-        raise DataError(
-            f"Array {name} in {path} holds labels from {y.min()} to {y.max()}, not 0-9."
-        )
-    return y.astype(np.uint8)
-
-
-def _light_on_dark(grey: np.ndarray) -> np.ndarray:
-    """Turn over the images whose border is lighter on average than the whole: dark ink on paper."""
-    border = np.concatenate(
-        [grey[:, 0, :], grey[:, -1, :], grey[:, 1:-1, 0], grey[:, 1:-1, -1]], axis=1
-    )
-    dark_on_light = border.mean(axis=1) > grey.mean(axis=(1, 2))
-    grey[dark_on_light] = 1 - grey[dark_on_light]
-    return grey
+    return digits, None, f"image folder {folder} ({found.layout})"

@@ -2,9 +2,9 @@
 
     python -c "from mnistlab.data import segment_digits; print(len(segment_digits('42.png')))"
 
-The ink is found as for one digit (`images`); its components are then grouped into digits (a 5's
+The ink is found as for one digit (`ink`); its components are then grouped into digits (a 5's
 detached bar, a 1 the pen broke), groups too wide for one digit are cut where the least ink
-crosses, and each digit goes through the same rendering as `prepare_image`.
+crosses, and each digit goes through the same rendering as `prepare_image` (`images`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import os
 
 import numpy as np
 
-from mnistlab.data.decode import _as_grey
-from mnistlab.data.images import Prepared, _find_ink, _Ink, _mask_box, _render, _union
+from mnistlab.data import fastops
+from mnistlab.data.decode import as_grey
+from mnistlab.data.images import Prepared, render_digit
+from mnistlab.data.ink import Ink, find_ink
 
 # A group wider than this times the median digit height holds several digits, each about
 # _DIGIT_ASPECT times as wide as high (MNIST's median box is 15x20).
@@ -41,15 +43,15 @@ def segment_digits(source: str | os.PathLike | bytes | np.ndarray) -> list[Prepa
     Raises:
         ImageError: as prepare_image.
     """
-    ink = _find_ink(_as_grey(source))
+    ink = find_ink(as_grey(source))
     if ink is None:
         return []
     parts = _split_wide(ink, _group_pieces(ink))
-    digits = [_render(ink, part) for part in parts]
+    digits = [render_digit(ink, part) for part in parts]
     return sorted(digits, key=lambda digit: (digit.box[1], digit.box[3]))
 
 
-def _group_pieces(ink: _Ink) -> list[list[int]]:
+def _group_pieces(ink: Ink) -> list[list[int]]:
     """Group the components that make one digit: a 5's bar, a 7's crossbar, a 1 the pen broke.
 
     Largest first, each piece joins the group whose columns it overlaps most, if that overlap
@@ -77,16 +79,16 @@ def _group_pieces(ink: _Ink) -> list[list[int]]:
             labels, group_box, group_area = groups[best]
             groups[best] = (
                 labels + [label],
-                _union(group_box, ink.boxes[label]),
+                fastops.union_box(group_box, ink.boxes[label]),
                 group_area + ink.areas[label],
             )
     return [labels for labels, _, _ in groups]
 
 
-def _split_wide(ink: _Ink, groups: list[list[int]]) -> list[np.ndarray]:
+def _split_wide(ink: Ink, groups: list[list[int]]) -> list[np.ndarray]:
     """Return one pixel mask per digit, cutting groups too wide for one digit into 2 or 3."""
     masks = [np.isin(ink.owner, labels) for labels in groups]
-    boxes = [_mask_box(mask) for mask in masks]
+    boxes = [fastops.mask_box(mask) for mask in masks]
     digit_height = float(np.median([box[2] - box[0] for box in boxes]))
     parts = []
     for mask, box in zip(masks, boxes):
@@ -95,7 +97,7 @@ def _split_wide(ink: _Ink, groups: list[list[int]]) -> list[np.ndarray]:
         # Fewer cuts when a part would be flat: that is a long tail or bar, not a digit.
         for tries in range(min(count, 3), 1, -1):
             pieces = _cut(ink, mask, box, tries)
-            heights = [piece_box[2] - piece_box[0] for piece_box in map(_mask_box, pieces)]
+            heights = [piece_box[2] - piece_box[0] for piece_box in map(fastops.mask_box, pieces)]
             if len(pieces) == tries and min(heights) >= _PART_HEIGHT * (box[2] - box[0]):
                 parts.extend(pieces)
                 break
@@ -104,7 +106,7 @@ def _split_wide(ink: _Ink, groups: list[list[int]]) -> list[np.ndarray]:
     return parts
 
 
-def _cut(ink: _Ink, mask: np.ndarray, box: tuple[int, int, int, int], count: int) -> list[np.ndarray]:
+def _cut(ink: Ink, mask: np.ndarray, box: tuple[int, int, int, int], count: int) -> list[np.ndarray]:
     """Cut a group's pixels into `count` column ranges where the fewest ink pixels cross."""
     _, left, _, right = box
     width = right - left

@@ -36,7 +36,7 @@ from mnistlab.evaluate import scores
 from mnistlab.files import atomic_write_json, atomic_write_text
 from mnistlab.inference import predict_probs
 from mnistlab.report.findings import compare_takeaways, takeaways
-from mnistlab.report.page import _Pictures, render_compare_html, render_html
+from mnistlab.report.page import Pictures, render_compare_html, render_html
 from mnistlab.report.robustness import (
     CORRUPTIONS,
     ROBUST_DROP,
@@ -55,15 +55,15 @@ from mnistlab.report.robustness import (
 from mnistlab.report.sections import (
     GALLERY_SIZE,
     ReportError,
-    _calibration,
-    _headline,
-    _mistakes,
-    _read_config,
-    _score_folder,
+    calibration_section,
+    headline_section,
     labelled_images,
+    mistakes_section,
     read_history,
+    read_run_config,
+    score_folder,
 )
-from mnistlab.runs import RunDir
+from mnistlab.runs import REPORT_FILE, RunDir
 
 __all__ = [
     "CORRUPTIONS",
@@ -108,7 +108,7 @@ def _collect(
     seed: int,
     test_limit: int,
     progress: bool,
-) -> tuple[dict[str, Any], _Pictures]:
+) -> tuple[dict[str, Any], Pictures]:
     from mnistlab.predict import Predictor
 
     timings: dict[str, float] = {}
@@ -124,7 +124,7 @@ def _collect(
     _say(progress, f"loading the model of {run.path}")
     model = run.load_model()
     metrics = run.read_metrics()
-    config = _read_config(run)
+    config = read_run_config(run)
     if data is None:
         data = load_mnist(progress=progress)
     lap("load")
@@ -135,17 +135,18 @@ def _collect(
     _say(progress, f"scoring {len(x):,} test images")
     probs = predict_probs(model, x)
     test = scores(probs, y)
-    calibration = _calibration(probs, y, metrics.get("calibration") or {})
+    calibration = calibration_section(probs, y, metrics.get("calibration") or {})
     calibrated = apply_temperature(probs, calibration["temperature"])
-    mistakes = _mistakes(calibrated, y, GALLERY_SIZE)
-    pictures = _Pictures(mistakes=x[[m["index"] for m in mistakes["shown"]]])
+    mistakes = mistakes_section(calibrated, y, GALLERY_SIZE)
+    pictures = Pictures(mistakes=x[[m["index"] for m in mistakes["shown"]]])
     lap("test")
 
     robustness = None
     if sweep_images > 0:
         subset = sweep_subset(len(x), sweep_images, seed)
         settings = sum(len(c.strengths) for c in CORRUPTIONS.values())
-        _say(progress, f"sweeping {len(CORRUPTIONS)} corruptions ({settings} settings) over {len(subset):,} test images")
+        _say(progress, f"sweeping {len(CORRUPTIONS)} corruptions ({settings} settings) "
+                       f"over {len(subset):,} test images")
         corruptions, pictures.examples = sweep(model, x[subset], y[subset], seed)
         corrupted = [a for c in corruptions.values() for s, a in zip(c["strengths"], c["accuracy"], strict=True) if s]
         robustness = {
@@ -164,7 +165,7 @@ def _collect(
         predictor = Predictor(model, calibration["temperature"])
         for folder, pairs in listed:
             _say(progress, f"scoring the {len(pairs):,} images in {folder}")
-            result, seen = _score_folder(predictor, folder, pairs)
+            result, seen = score_folder(predictor, folder, pairs)
             folder_results.append(result)
             pictures.folders.append(seen)
         lap("folders")
@@ -172,7 +173,7 @@ def _collect(
     report = {
         "report_version": REPORT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "headline": _headline(run, metrics, config, test, data, calibration),
+        "headline": headline_section(run, metrics, config, test, data, calibration),
         "takeaways": [],
         "history": read_history(run.history),
         "test": test,
@@ -225,14 +226,15 @@ def build_report(
 
 def _destination(out: str | os.PathLike | None, default: Path) -> tuple[Path, Path]:
     """(HTML, JSON) paths for `out` (a file, or a folder, existing or without a suffix, to put
-    report.html in), with the folder created; checked before any work so a bad path fails in a second, not after the sweep.
+    report.html in), with the folder created; checked before any work so a bad path fails in a
+    second, not after the sweep.
 
     Raises:
         ReportError: a JSON name for the page, or a folder that cannot be made or written to.
     """
     page = Path(out) if out else default
     if page.is_dir() or not page.suffix:  # a folder, or one to be made: `--out reports/`
-        page = page / "report.html"
+        page = page / REPORT_FILE
     numbers = page.with_suffix(".json")
     if numbers == page:
         raise ReportError(f"{page} is where the JSON goes; give the HTML file's name (e.g. report.html).")
@@ -270,7 +272,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         ReportError: an unwritable destination, a folder without labelled images.
     """
     folder = RunDir.open(run)
-    page, numbers = _destination(out, folder.path / "report.html")
+    page, numbers = _destination(out, folder.report)
     start = time.perf_counter()
     report, pictures = _collect(folder, **_options(options))
     _write(page, numbers, report, render_html(report, pictures))
@@ -304,7 +306,7 @@ def compare_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike, **op
     if len(runs) < 2:
         raise ReportError("compare needs at least two run folders.")
     folders = [RunDir.open(r) for r in runs]
-    page, numbers = _destination(out, Path("report.html"))
+    page, numbers = _destination(out, Path(REPORT_FILE))
     options = _options(options)
     start = time.perf_counter()
     if options["data"] is None:

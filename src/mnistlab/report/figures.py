@@ -1,6 +1,6 @@
 """The report's figures: learning curves, confusion matrix, reliability diagram, robustness
 panels and per-digit F1, each a matplotlib `Figure` drawn with the object-oriented API (no pyplot,
-no display) and turned into PNG bytes by `_drawn`.
+no display) and turned into PNG bytes by `figure_png`.
 
     mnistlab report runs/<name>     # every figure on the page comes from here
 
@@ -46,7 +46,7 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _drawn(draw: Callable[..., Any], *args: Any) -> bytes:
+def figure_png(draw: Callable[..., Any], *args: Any) -> bytes:
     """draw(*args) -> a Figure, rendered to PNG bytes under the house style."""
     import matplotlib
 
@@ -55,7 +55,7 @@ def _drawn(draw: Callable[..., Any], *args: Any) -> bytes:
         return _png(fig)
 
 
-def _curves_figure(series: list[tuple[str, dict[str, list]]], kept_epoch: int | None = None) -> Any:
+def curves_figure(series: list[tuple[str, dict[str, list]]], kept_epoch: int | None = None) -> Any:
     """Loss and accuracy per epoch: training solid, validation dashed; one colour per run."""
     fig = _figure(10, 3.2)
     axes = fig.subplots(1, 2)
@@ -77,7 +77,7 @@ def _curves_figure(series: list[tuple[str, dict[str, list]]], kept_epoch: int | 
     return fig
 
 
-def _confusion_figure(cm: list[list[int]]) -> Any:
+def confusion_figure(cm: list[list[int]]) -> Any:
     from matplotlib.colors import LogNorm
 
     counts = np.array(cm)
@@ -100,7 +100,7 @@ def _confusion_figure(cm: list[list[int]]) -> Any:
     return fig
 
 
-def _reliability_figure(calibration: dict[str, Any]) -> Any:
+def reliability_figure(calibration: dict[str, Any]) -> Any:
     fig = _figure(5.4, 4.6)
     ax, counts = fig.subplots(2, 1, height_ratios=(3, 1), sharex=True)
     ax.plot([0, 1], [0, 1], ls="--", color="#9ca3af", lw=1, label="perfectly calibrated")
@@ -130,7 +130,7 @@ def _reliability_figure(calibration: dict[str, Any]) -> Any:
     return fig
 
 
-def _robustness_figure(series: list[tuple[str, dict[str, Any]]]) -> Any:
+def robustness_figure(series: list[tuple[str, dict[str, Any]]]) -> Any:
     """One panel per corruption, accuracy against strength; one colour per run."""
     names = list(series[0][1]["corruptions"])
     fig = _figure(11, 5.6)
@@ -157,7 +157,7 @@ def _robustness_figure(series: list[tuple[str, dict[str, Any]]]) -> Any:
     return fig
 
 
-def _f1_figure(series: list[tuple[str, list[dict[str, Any]]]]) -> Any:
+def f1_figure(series: list[tuple[str, list[dict[str, Any]]]]) -> Any:
     fig = _figure(10, 3.4)
     ax = fig.subplots()
     width = 0.8 / len(series)

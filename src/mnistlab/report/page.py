@@ -19,20 +19,20 @@ import numpy as np
 from mnistlab.data import IMAGE_SIZE
 from mnistlab.report.figures import (
     DPI,
-    _confusion_figure,
-    _curves_figure,
-    _drawn,
-    _f1_figure,
-    _reliability_figure,
-    _robustness_figure,
+    confusion_figure,
+    curves_figure,
+    f1_figure,
+    figure_png,
+    reliability_figure,
+    robustness_figure,
 )
-from mnistlab.report.findings import _pct, _run_labels, _seconds
+from mnistlab.report.findings import duration, percent, run_labels
 from mnistlab.report.robustness import CHANCE, CORRUPTIONS
 from mnistlab.report.sections import GALLERY_SIZE
 
 
 @dataclass
-class _Pictures:
+class Pictures:
     """The pixels a page shows beside the numbers: none of it goes into the JSON."""
 
     mistakes: np.ndarray = field(default_factory=lambda: np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8))
@@ -69,7 +69,8 @@ figure { margin: 0; } img.fig { max-width: 100%; height: auto; }
 .tile b { font-size: 1.15em; }
 .sweep td { text-align: center; font-size: .8em; padding: 4px 6px; }
 .sweep th.left { white-space: nowrap; }
-.details td { text-align: left; font-size: .88em; } .details td:first-child { color: var(--muted); white-space: nowrap; }
+.details td { text-align: left; font-size: .88em; } \
+.details td:first-child { color: var(--muted); white-space: nowrap; }
 code { font-size: .92em; }
 .warn { color: #b91c1c; }
 """
@@ -148,22 +149,22 @@ def _headline_html(report: dict[str, Any]) -> str:
     else:
         fitted = "not fitted (no validation split)" if report["calibration"]["recorded"] else "none recorded"
     cards = [
-        _card("test accuracy", _pct(h["test_accuracy"], 2), f"{h['test_errors']:,} wrong of {h['test_images']:,}",
+        _card("test accuracy", percent(h["test_accuracy"], 2), f"{h['test_errors']:,} wrong of {h['test_images']:,}",
               "test-accuracy"),
         _card("model", model, params, "model"),
         _card("epochs", epochs, epochs_sub),
-        _card("training time", _seconds(h.get("train_seconds")),
+        _card("training time", duration(h.get("train_seconds")),
               f"on {h['train_images']:,} images" if h.get("train_images") else ""),
         _card("calibration temperature", f"{h['temperature']:g}", fitted, "temperature"),
-        _card("calibration error (ECE)", _pct(h["ece"], 2),
+        _card("calibration error (ECE)", percent(h["ece"], 2),
               "with the temperature" if h["temperature_fitted_on"] else "as trained"),
-        _card("macro F1", _pct(h["macro_f1"], 2), "mean over the 10 digits"),
+        _card("macro F1", percent(h["macro_f1"], 2), "mean over the 10 digits"),
     ]
     if rob:
-        cards.append(_card("accuracy under corruption", _pct(rob["mean_corrupted_accuracy"]),
+        cards.append(_card("accuracy under corruption", percent(rob["mean_corrupted_accuracy"]),
                            f"mean of {sum(len(c['strengths']) - 1 for c in rob['corruptions'].values())} settings"))
     for f in report["folders"]:
-        cards.append(_card(f"real images: {Path(f['path']).name}", _pct(f["accuracy"]), f"{f['n']} images"))
+        cards.append(_card(f"real images: {Path(f['path']).name}", percent(f["accuracy"]), f"{f['n']} images"))
     same = {True: "same as at training", False: "NOT the data of training", None: "not recorded at training"}
     cards.append(_card("test data sha256", h["data_sha256"]["x_test"][:12] + "…", same[h["data_matches_run"]]))
     v = h["versions"] or h["versions_now"]
@@ -186,7 +187,7 @@ def _details_html(report: dict[str, Any]) -> str:
         ("finished", h.get("finished") or "?"),
         ("seed", h.get("seed")),
         ("test accuracy recorded at training",
-         f"{_pct(h['recorded_test_accuracy'], 2)} on {h['recorded_test_images']:,} images"
+         f"{percent(h['recorded_test_accuracy'], 2)} on {h['recorded_test_images']:,} images"
          if h.get("recorded_test_accuracy") is not None else "?"),
         ("data", f"{h['data_source']}: {match}"),
         *((f"sha256 {k}", v) for k, v in sha.items()),
@@ -216,7 +217,7 @@ def _per_class_html(test: dict[str, Any]) -> str:
             'images of this digit, the share read right. The weakest digit is shaded.</p>')
 
 
-def _gallery_html(report: dict[str, Any], pictures: _Pictures) -> str:
+def _gallery_html(report: dict[str, Any], pictures: Pictures) -> str:
     m = report["mistakes"]
     if not m["shown"]:
         return '<p>No mistakes on the test set.</p>'
@@ -232,7 +233,7 @@ def _gallery_html(report: dict[str, Any], pictures: _Pictures) -> str:
             f'<div class="gallery">{"".join(tiles)}</div>')
 
 
-def _sweep_table_html(rob: dict[str, Any], pictures: _Pictures) -> str:
+def _sweep_table_html(rob: dict[str, Any], pictures: Pictures) -> str:
     clean = rob["clean_accuracy"]
     rows = []
     for name, c in rob["corruptions"].items():
@@ -258,7 +259,7 @@ def _relative(path: str, root: Path) -> str:
         return Path(path).name
 
 
-def _folders_html(report: dict[str, Any], pictures: _Pictures) -> str:
+def _folders_html(report: dict[str, Any], pictures: Pictures) -> str:
     parts = []
     for k, f in enumerate(report["folders"]):
         seen = pictures.folders[k] if k < len(pictures.folders) else []
@@ -269,7 +270,7 @@ def _folders_html(report: dict[str, Any], pictures: _Pictures) -> str:
             for m, image in zip(f["mistakes"][:GALLERY_SIZE], seen, strict=False)
         )
         skipped = f' {len(f["skipped"])} could not be read and are left out.' if f["skipped"] else ""
-        parts.append(f'<h3>{_e(f["path"])}</h3><p>{_pct(f["accuracy"])} of {f["n"]} images read right; '
+        parts.append(f'<h3>{_e(f["path"])}</h3><p>{percent(f["accuracy"])} of {f["n"]} images read right; '
                      f'{len(f["mistakes"])} wrong.{_e(skipped)}</p>'
                      + (f'<div class="gallery">{tiles}</div>' if tiles else ""))
     return "".join(parts)
@@ -288,14 +289,15 @@ def _calibration_table(cal: dict[str, Any]) -> str:
             ("accuracy", cal["accuracy"], cal["accuracy"])]
     both = cal["temperature"] != 1.0
     head = f'<th>as trained</th><th>with T = {cal["temperature"]:g}</th>' if both else "<th>as trained</th>"
-    body = "".join(f'<tr><td class="left">{k}</td><td>{_pct(a, 2)}</td>' + (f"<td>{_pct(b, 2)}</td>" if both else "")
+    body = "".join(f'<tr><td class="left">{k}</td><td>{percent(a, 2)}</td>'
+                   + (f"<td>{percent(b, 2)}</td>" if both else "")
                    + "</tr>" for k, a, b in rows)
     return f'<table id="calibration-table"><tr><th class="left"></th>{head}</tr>{body}</table>'
 
 
-def render_html(report: dict[str, Any], pictures: _Pictures | None = None) -> str:
+def render_html(report: dict[str, Any], pictures: Pictures | None = None) -> str:
     """The report page for build_report's numbers (digit pictures only where `pictures` has them)."""
-    pictures = pictures or _Pictures()
+    pictures = pictures or Pictures()
     h = report["headline"]
     sections = [("headline", "Summary")]
     body = [f'<h1>{_e(h["run"])} <small>mnistlab report, {_e(report["created"])}</small></h1>']
@@ -304,19 +306,19 @@ def render_html(report: dict[str, Any], pictures: _Pictures | None = None) -> st
     history = report["history"]
     if history and len(history.get("loss", [])) > 1:
         kept = h.get("kept_epoch")
-        png = _drawn(_curves_figure, [(h["run"], history)], kept if kept != len(history["loss"]) else None)
+        png = figure_png(curves_figure, [(h["run"], history)], kept if kept != len(history["loss"]) else None)
         parts.append('<h2 id="curves">Learning curves</h2>' + _img(png, "loss and accuracy per epoch")
                      + f'<p class="note">{_CURVES_NOTE}</p>')
         sections.append(("curves", "Learning curves"))
     elif history:
         words = {"accuracy": "training accuracy", "loss": "training loss", "val_accuracy": "validation accuracy",
                  "val_loss": "validation loss"}
-        last = ", ".join(f"{words[k]} {_pct(v[0], 2) if k.endswith('accuracy') else f'{v[0]:.4f}'}"
+        last = ", ".join(f"{words[k]} {percent(v[0], 2) if k.endswith('accuracy') else f'{v[0]:.4f}'}"
                          for k, v in history.items() if k in words and v[0] is not None)
         parts.append(f'<h2 id="curves">Learning curves</h2><p>One epoch, so no curve to draw: {_e(last)}.</p>')
         sections.append(("curves", "Learning curves"))
 
-    cm_png = _drawn(_confusion_figure, report["test"]["confusion_matrix"])
+    cm_png = figure_png(confusion_figure, report["test"]["confusion_matrix"])
     parts.append(f'<h2 id="errors">Test-set errors ({h["test_images"]:,} images)</h2><div class="row"><figure>'
                  + _img(cm_png, "confusion matrix: rows true digit, columns predicted, counts")
                  + "<figcaption>Rows: the true digit; columns: what it was read as.</figcaption></figure>"
@@ -334,8 +336,9 @@ def render_html(report: dict[str, Any], pictures: _Pictures | None = None) -> st
     else:
         stated = "The run recorded no temperature: T = 1."
     parts.append('<h2 id="calibration">Calibration</h2><div class="row"><figure>'
-                 + _img(_drawn(_reliability_figure, cal), "reliability diagram")
-                 + f'</figure><div><p>{_e(stated)}</p>{_calibration_table(cal)}<p class="note">Each dot is a confidence bin (area: images in it). Dots on '
+                 + _img(figure_png(reliability_figure, cal), "reliability diagram")
+                 + f'</figure><div><p>{_e(stated)}</p>{_calibration_table(cal)}'
+                 '<p class="note">Each dot is a confidence bin (area: images in it). Dots on '
                  'the diagonal: when the model says 80 %, it is right 80 % of the time. Below the diagonal it '
                  'is over-confident, above it under-confident. ECE: the mean gap, weighted by images '
                  f'({cal["bins"]} bins).</p></div></div>')
@@ -343,11 +346,11 @@ def render_html(report: dict[str, Any], pictures: _Pictures | None = None) -> st
 
     rob = report["robustness"]
     if rob:
-        png = _drawn(_robustness_figure, [(h["run"], rob)])
+        png = figure_png(robustness_figure, [(h["run"], rob)])
         parts.append('<h2 id="robustness">Robustness</h2>'
                      + f'<p>Accuracy as the test digits are moved away from what MNIST looks like; the '
                        f'{rob["images"]:,} images are a seeded subset (seed {rob["seed"]}) of the test set, '
-                       f'{_pct(rob["clean_accuracy"], 2)} right when clean.</p>'
+                       f'{percent(rob["clean_accuracy"], 2)} right when clean.</p>'
                      + _img(png, "accuracy against corruption strength, one panel per corruption")
                      + _sweep_table_html(rob, pictures))
         sections.append(("robustness", "Robustness"))
@@ -370,30 +373,31 @@ def _compare_table_html(reports: list[dict[str, Any]], labels: list[str]) -> str
     rows = []
     for label, r in zip(labels, reports, strict=True):
         h, rob = r["headline"], r["robustness"]
-        acc = _pct(h["test_accuracy"], 2)
+        acc = percent(h["test_accuracy"], 2)
         cells = [
             _e(label),
             _e(_model_text(h)),
             f"{h['params']:,}" if h.get("params") is not None else "?",
             f"<b>{acc}</b>" if h["test_accuracy"] == best else acc,
             f"{h['test_errors']:,}",
-            _pct(h["macro_f1"], 2),
-            _pct(h["ece"], 2),
+            percent(h["macro_f1"], 2),
+            percent(h["ece"], 2),
             f"{h['temperature']:g}",
             _e(" ".join(_epochs_text(h)).strip()),
-            _seconds(h.get("train_seconds")),
-            _pct(rob["mean_corrupted_accuracy"]) if rob else "–",
+            duration(h.get("train_seconds")),
+            percent(rob["mean_corrupted_accuracy"]) if rob else "–",
         ]
         rows.append("<tr>" + "".join(f'<td{" class=left" if k < 2 else ""}>{c}</td>' for k, c in enumerate(cells))
                     + "</tr>")
     head = "".join(f'<th{" class=left" if k < 2 else ""}>{_e(c)}</th>' for k, c in enumerate(columns))
-    return f'<div class="scroll"><table id="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+    return (f'<div class="scroll"><table id="runs"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
 def render_compare_html(comparison: dict[str, Any]) -> str:
     """The page for compare_runs' numbers."""
     reports = comparison["runs"]
-    labels = _run_labels(reports)
+    labels = run_labels(reports)
     parts = [f"<h1>Comparing {len(reports)} runs <small>mnistlab compare, {_e(comparison['created'])}</small></h1>",
              '<section id="headline">' + _compare_table_html(reports, labels)
              + '<p class="note">ECE: calibration error with each run\'s own temperature. Training: wall-clock '
@@ -404,15 +408,16 @@ def render_compare_html(comparison: dict[str, Any]) -> str:
     histories = [(label, r["history"]) for label, r in zip(labels, reports, strict=True) if r["history"]]
     if histories:
         parts.append('<h2 id="curves">Learning curves</h2>'
-                     + _img(_drawn(_curves_figure, histories), "learning curves of every run")
+                     + _img(figure_png(curves_figure, histories), "learning curves of every run")
                      + f'<p class="note">Solid: training; dashed: validation. {_CURVES_NOTE}</p>')
     parts.append('<h2 id="f1">Per-digit F1</h2>'
-                 + _img(_drawn(_f1_figure, [(lab, r["test"]["per_class"]) for lab, r in zip(labels, reports, strict=True)]),
+                 + _img(figure_png(f1_figure, [(lab, r["test"]["per_class"])
+                                               for lab, r in zip(labels, reports, strict=True)]),
                         "F1 per digit, one bar per run"))
     robust = [(lab, r["robustness"]) for lab, r in zip(labels, reports, strict=True) if r["robustness"]]
     if robust:
         parts.append('<h2 id="robustness">Robustness</h2>'
-                     + _img(_drawn(_robustness_figure, robust), "accuracy under each corruption, one line per run")
+                     + _img(figure_png(robustness_figure, robust), "accuracy under each corruption, one line per run")
                      + f'<p class="note">{robust[0][1]["images"]:,} test images, the same seeded subset for every '
                        "run; dotted line: chance.</p>")
     rows = "".join(f"<tr><td>{_e(label)}</td><td><code>{_e(r['headline']['path'])}</code></td>"

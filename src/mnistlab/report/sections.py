@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,12 @@ from typing import Any
 import numpy as np
 
 from mnistlab.calibrate import apply_temperature, expected_calibration_error
-from mnistlab.data import NUM_CLASSES, MnistArrays
+from mnistlab.data import DataError, MnistArrays, folders
 from mnistlab.errors import MnistlabError
 from mnistlab.runs import RunDir, library_versions
 
 GALLERY_SIZE = 60  # most confident mistakes shown
 CALIBRATION_BINS = 15  # as evaluate.expected_calibration_error's default
-LABELS_FILES = ("labels.csv", "index.csv")  # file,label tables a labelled folder may hold
 
 
 class ReportError(MnistlabError):
@@ -53,42 +53,23 @@ def read_history(path: Path) -> dict[str, list[float | None]] | None:
 
 
 def labelled_images(folder: str | os.PathLike) -> list[tuple[Path, int]]:
-    """(image, label) pairs from a folder of labelled images, sorted by file name.
-
-    The labels come from sub-folders named 0..9 (the layout `mnistlab serve` stores corrections
-    in), else from a labels.csv or index.csv with columns file,label (file relative to the
-    folder), else from the folder's own name when that is a digit.
+    """(image, label) pairs of a folder of labelled images, read by data.folders.labelled_images
+    (its docstring gives the rule for which layout wins). A bad row of the folder's labels table
+    is left out with a warning on stderr rather than ending the report.
 
     Raises:
         ReportError: no such folder, or no labelled images in it.
     """
-    from mnistlab.data.decode import IMAGE_SUFFIXES
-
-    root = Path(folder)
-    if not root.is_dir():
-        raise ReportError(f"image folder {root} does not exist.")
-
-    def images_in(d: Path) -> list[Path]:
-        return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-    pairs = [(p, int(d.name)) for d in sorted(root.iterdir())
-             if d.is_dir() and d.name in {str(k) for k in range(NUM_CLASSES)} for p in images_in(d)]
-    table = next((root / name for name in LABELS_FILES if (root / name).is_file()), None)
-    if not pairs and table is not None:
-        with open(table, newline="", encoding="utf-8") as f:
-            pairs = [(root / r["file"], int(r["label"])) for r in csv.DictReader(f)
-                     if r.get("file") and (r.get("label") or "").strip().isdigit()]
-    if not pairs and root.name.isdigit() and len(root.name) == 1:
-        pairs = [(p, int(root.name)) for p in images_in(root)]
-    if not pairs:
-        raise ReportError(
-            f"folder {root} holds no labelled images: put them in sub-folders 0..9, or list them in "
-            "labels.csv (columns file,label)."
-        )
-    return pairs
+    try:
+        found = folders.labelled_images(folder, strict=False)
+    except DataError as exc:
+        raise ReportError(str(exc)) from exc
+    for reason in found.skipped:
+        print(f"warning: {reason} It is left out of the report.", file=sys.stderr)
+    return found.images
 
 
-def _score_folder(
+def score_folder(
     predictor: Any, folder: str | os.PathLike, pairs: list[tuple[Path, int]]
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Accuracy of the run's Predictor on one folder's (image, label) pairs; images that cannot be
@@ -125,6 +106,7 @@ def _score_folder(
     }
     return result, images[wrong]
 
+
 def _reliability(probs: np.ndarray, y: np.ndarray, bins: int = CALIBRATION_BINS) -> list[dict[str, Any]]:
     """Per equal-width confidence bin (binned as expected_calibration_error does): its count,
     mean confidence and accuracy (None for an empty bin)."""
@@ -145,7 +127,9 @@ def _reliability(probs: np.ndarray, y: np.ndarray, bins: int = CALIBRATION_BINS)
     return out
 
 
-def _calibration(probs: np.ndarray, y: np.ndarray, recorded: dict[str, Any]) -> dict[str, Any]:
+def calibration_section(probs: np.ndarray, y: np.ndarray, recorded: dict[str, Any]) -> dict[str, Any]:
+    """The calibration section: ECE and reliability bins as trained and under the run's recorded
+    temperature (metrics.json's "calibration", {} when it has none)."""
     temperature = float(recorded.get("temperature", 1.0))
     calibrated = apply_temperature(probs, temperature)
     return {
@@ -162,7 +146,7 @@ def _calibration(probs: np.ndarray, y: np.ndarray, recorded: dict[str, Any]) -> 
     }
 
 
-def _mistakes(probs: np.ndarray, y: np.ndarray, limit: int) -> dict[str, Any]:
+def mistakes_section(probs: np.ndarray, y: np.ndarray, limit: int) -> dict[str, Any]:
     """The most confident mistakes first, each with the test index, its label and the top 3."""
     predicted = probs.argmax(axis=1)
     wrong = np.flatnonzero(predicted != y)
@@ -184,15 +168,17 @@ def _mistakes(probs: np.ndarray, y: np.ndarray, limit: int) -> dict[str, Any]:
     }
 
 
-def _read_config(run: RunDir) -> dict[str, Any]:
+def read_run_config(run: RunDir) -> dict[str, Any]:
+    """The run's config.toml as a dict; {} when it is missing or unreadable."""
     try:
         return tomllib.loads(run.config.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
 
 
-def _headline(run: RunDir, metrics: dict[str, Any], config: dict[str, Any], test: dict[str, Any],
-              data: MnistArrays, calibration: dict[str, Any]) -> dict[str, Any]:
+def headline_section(run: RunDir, metrics: dict[str, Any], config: dict[str, Any], test: dict[str, Any],
+                     data: MnistArrays, calibration: dict[str, Any]) -> dict[str, Any]:
+    """The headline: the run, its test scores now and as recorded, its data and versions."""
     model = config.get("model", {})
     recorded = (metrics.get("data") or {}).get("sha256")
     checksums = data.checksums()

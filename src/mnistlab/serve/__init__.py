@@ -5,7 +5,7 @@
 `serve` chooses the model (the run's model.onnx through ONNX Runtime when there is one, so Keras
 and TensorFlow are never imported and the first answer comes within ~2 s; else the Keras model),
 binds the socket, prints the URL and runs uvicorn. `app.create_app` builds the FastAPI app from
-any Predictor; `app.Limits` bounds what a request may cost.
+any Predictor; `requests.Limits` bounds what a request may cost.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ import uvicorn
 from fastapi import FastAPI
 
 from mnistlab.errors import MnistlabError
-from mnistlab.predict import DEFAULT_MIN_CONFIDENCE, Predictor
-from mnistlab.serve.app import Limits, create_app
+from mnistlab.predict import DEFAULT_MIN_CONFIDENCE, load_predictor
+from mnistlab.runs import RunDir
+from mnistlab.runtimes import onnx_model
+from mnistlab.serve.app import create_app
+from mnistlab.serve.requests import DEFAULT_LIMITS, Limits
 
 __all__ = [
     "Limits",
@@ -37,29 +40,8 @@ __all__ = [
     "serve",
 ]
 
-ONNX_FILE = "model.onnx"  # written into the run folder by `mnistlab export`
-
-
 class ServeError(MnistlabError):
     """The server cannot start: a bad port, or an address taken or not ours to listen on."""
-
-
-def onnx_model(run: str | os.PathLike) -> Path | None:
-    """The run's ONNX model when it has one; None means the Keras model is served."""
-    path = Path(run) / ONNX_FILE
-    return path if path.is_file() else None
-
-
-def load_predictor(run: str | os.PathLike, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> tuple[Predictor, str]:
-    """The run's Predictor and its runtime, "onnx" or "keras" (see onnx_model).
-
-    Raises:
-        RunError: no such run, or a model that cannot be loaded.
-    """
-    path = onnx_model(run)
-    if path is not None:
-        return Predictor.from_onnx(path, min_confidence=min_confidence), "onnx"
-    return Predictor.from_run(run, min_confidence), "keras"
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -91,7 +73,7 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def build_server(app: FastAPI, limits: Limits = Limits()) -> uvicorn.Server:
+def build_server(app: FastAPI, limits: Limits = DEFAULT_LIMITS) -> uvicorn.Server:
     """A uvicorn server with the limits' timeouts; run it with `.run(sockets=[bind(...)])`."""
     config = uvicorn.Config(
         app,
@@ -114,7 +96,7 @@ def serve(
     port: int = 8000,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     corrections: str | os.PathLike | None = None,
-    limits: Limits = Limits(),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> None:
     """Serve a run's model until interrupted; prints the URL once the model is loaded.
 
@@ -136,7 +118,7 @@ def serve(
         raise
     app = create_app(
         predictor,
-        corrections if corrections is not None else Path(run) / "corrections",
+        corrections if corrections is not None else RunDir(Path(run)).corrections,
         run_name=Path(run).resolve().name,
         runtime=runtime,
         limits=limits,
@@ -147,7 +129,7 @@ def serve(
 
 
 @contextlib.contextmanager
-def running(app: FastAPI, host: str = "127.0.0.1", port: int = 0, limits: Limits = Limits()) -> Iterator[str]:
+def running(app: FastAPI, host: str = "127.0.0.1", port: int = 0, limits: Limits = DEFAULT_LIMITS) -> Iterator[str]:
     """Serve `app` from a background thread while the block runs; yields its URL.
 
     For tests, benchmarks and notebooks: the same uvicorn server as `serve`, on a free port.

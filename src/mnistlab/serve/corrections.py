@@ -19,11 +19,11 @@ from pathlib import Path
 import filelock
 
 from mnistlab.data import NUM_CLASSES
+from mnistlab.data.folders import LABELS_FILE
 from mnistlab.errors import MnistlabError
 from mnistlab.files import atomic_write
 
-LABELS_FILE = "labels.csv"
-_LOCK_FILE = ".labels.csv.lock"  # held while counting, writing and appending, across processes
+_LOCK_FILE = f".{LABELS_FILE}.lock"  # held while counting, writing and appending, across processes
 
 
 class StoreFull(MnistlabError):

@@ -1,0 +1,34 @@
+"""The `mnistlab` command: parse flags, build a Config, call one library function, print.
+
+    mnistlab --help
+
+Library errors (MnistlabError) become one line on stderr and exit status 2; Keras and TensorFlow
+are imported only by the commands that need them, so `mnistlab data info` starts fast.
+
+    flags.py      the parser: every command's flags, and the Config they build
+    commands.py   one cmd_<name> per command: call the library, print the result
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mnistlab.cli.commands import COMMANDS, import_keras_quietly
+from mnistlab.cli.flags import build_parser, config_from_args
+from mnistlab.errors import MnistlabError
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command not in ("data", "serve"):  # serve imports Keras only without an ONNX model
+        import_keras_quietly()
+    try:
+        return COMMANDS[args.command](args)
+    except MnistlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,137 @@
+"""The recipe fit() follows: Adam with a constant or one-cycle step size, cross-entropy with
+label smoothing, digit-safe augmentation, and the phases of a run (which layers learn, how fast).
+
+    mnistlab train --model cnn --schedule onecycle --augment 1 --label-smoothing 0.1
+
+Fine-tuning is the same recipe started from a trained model: its strategy says which layers
+learn in each phase (phases), and LayerwiseAdam lets a new head move faster than the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+
+from mnistlab.config import Config, TrainConfig
+from mnistlab.models import head_layers
+
+
+def learning_rate(t: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The Adam step size: constant, or one-cycle (linear warm-up from 1/10, then cosine to 0)."""
+    if t.schedule == "constant":
+        return t.learning_rate
+    total = t.epochs * steps_per_epoch
+    warmup = int(total * t.warmup)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=t.learning_rate / 10,
+        decay_steps=max(1, total - warmup),
+        alpha=0.0,
+        warmup_target=t.learning_rate,
+        warmup_steps=warmup,
+    )
+
+
+def augmentation(strength: float) -> keras.Sequential:
+    """Digit-safe random distortions, active only in training: rotation, shift, zoom; no flips.
+
+    strength 1 means up to +-10 degrees, +-10 % of the side (2.8 px) and +-10 % zoom, the range
+    within which a written digit stays the same digit; the empty border is filled with black.
+    """
+    return keras.Sequential(
+        [
+            keras.layers.RandomRotation(strength * 10 / 360, fill_mode="constant"),
+            keras.layers.RandomTranslation(strength * 0.1, strength * 0.1, fill_mode="constant"),
+            keras.layers.RandomZoom(strength * 0.1, fill_mode="constant"),
+        ],
+        name="augmentation",
+    )
+
+
+@keras.saving.register_keras_serializable(package="mnistlab")
+class LayerwiseAdam(keras.optimizers.Adam):
+    """Adam whose step size is `head_multiplier` times larger for the variables named in
+    `head_paths`: fine-tuning's discriminative learning rates (a new head moves fast, the
+    pretrained features slowly), which Keras's optimizers do not offer.
+
+    It overrides update_step, the per-variable hook Keras's optimizers are built on.
+    """
+
+    def __init__(self, head_paths: list[str] | tuple[str, ...] = (), head_multiplier: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.head_paths = tuple(head_paths)
+        self.head_multiplier = float(head_multiplier)
+        self._head_indices: frozenset[int] = frozenset()
+
+    def build(self, var_list: list) -> None:
+        super().build(var_list)
+        paths = set(self.head_paths)
+        self._head_indices = frozenset(i for i, v in enumerate(var_list) if v.path in paths)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self._get_variable_index(variable) in self._head_indices:
+            learning_rate = learning_rate * self.head_multiplier
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "head_paths": list(self.head_paths), "head_multiplier": self.head_multiplier}
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One fit() of a run: how many epochs, which layers learn, at what step sizes."""
+
+    epochs: int
+    head_only: bool  # the feature extractor frozen
+    learning_rate: float  # Adam's step size (the peak, with the onecycle schedule)
+    head_multiplier: float = 1.0  # the head's step size over learning_rate
+
+
+def phases(cfg: Config) -> list[Phase]:
+    """The fit() calls a run makes: one for training from scratch and for most fine-tunes; the
+    head alone, then every layer, for strategy head-then-all."""
+    t, f = cfg.train, cfg.finetune
+    if f is None:
+        return [Phase(t.epochs, False, t.learning_rate)]
+    if f.strategy == "head":
+        return [Phase(t.epochs, True, f.head_learning_rate)]
+    together = Phase(t.epochs, False, t.learning_rate, f.head_learning_rate / t.learning_rate)
+    if f.strategy == "all":
+        return [together]
+    return [Phase(f.head_epochs, True, f.head_learning_rate),
+            dataclasses.replace(together, epochs=t.epochs - f.head_epochs)]
+
+
+def compile_phase(model: keras.Model, phase: Phase, t: TrainConfig, steps_per_epoch: int) -> keras.Model:
+    """Set which layers learn in one phase and compile what fit() trains: the model, or with
+    augmentation a wrapper around it (the saved model is the bare network).
+
+    Returns:
+        What to fit; its layers are `model`'s, so fitting it trains `model`.
+    """
+    head = {id(layer) for layer in head_layers(model)} if phase.head_only or phase.head_multiplier != 1 else set()
+    for layer in model.layers:
+        layer.trainable = not phase.head_only or id(layer) in head
+    schedule = learning_rate(dataclasses.replace(t, epochs=phase.epochs, learning_rate=phase.learning_rate),
+                             steps_per_epoch)
+    if phase.head_multiplier != 1:
+        paths = [v.path for layer in model.layers if id(layer) in head for v in layer.trainable_variables]
+        optimizer = LayerwiseAdam(paths, phase.head_multiplier, learning_rate=schedule)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=schedule)
+
+    trainer = model
+    if t.augment > 0:
+        inputs = keras.Input(model.input_shape[1:], name="image")
+        trainer = keras.Model(inputs, model(augmentation(t.augment)(inputs)), name=f"{model.name}_train")
+    trainer.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
+        metrics=["accuracy"],
+        # Keras 3.15's multi-step loop fails on a distributed iterator ("You must feed a value for
+        # placeholder tensor"; keras-team/keras#19246), so with devices > 1 it is one step per call.
+        steps_per_execution=t.steps_per_execution if t.devices == 1 else 1,
+    )
+    return trainer
