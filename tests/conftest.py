@@ -1,7 +1,10 @@
 """Fixtures shared by every test module."""
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -72,3 +75,31 @@ def chromium():
                 context.close()
 
     return open_page
+
+
+# `python -m mnistlab.cli ARGS...` (runpy, as -m runs it), then which heavy modules were loaded.
+_CLI_PROBE = (
+    "import json, runpy, sys\n"
+    "sys.argv = ['mnistlab', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('mnistlab.cli', run_name='__main__', alter_sys=True)\n"
+    "except SystemExit as stop:\n"
+    "    code = stop.code\n"
+    "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow'))\n"
+    "print(json.dumps({'exit': code, 'heavy': heavy}))\n"
+)
+
+
+@pytest.fixture
+def cli_probe():
+    """Run `mnistlab ARGS...` in a new process: returns what it printed as JSON and {exit, heavy},
+    heavy being the Keras and TensorFlow modules it imported (none, where ONNX is enough)."""
+
+    def run(*args: str) -> tuple[object, dict]:
+        done = subprocess.run([sys.executable, "-c", _CLI_PROBE, *args], capture_output=True, text=True,
+                              timeout=300)
+        lines = done.stdout.strip().splitlines()
+        assert len(lines) == 2, done.stdout + done.stderr
+        return json.loads(lines[0]), json.loads(lines[1])
+
+    return run

@@ -163,3 +163,42 @@ def test_touch_and_pen_draw_too(chromium_page, site):
         answer = _answer(page, expect)
         assert answer == digit, f"drew a {digit} by {pointer}, the page shows {page.inner_text('#answer')!r}"
     assert page.evaluate("window.scrollY") == 0
+
+
+def _no_answer_is_shown(page, expect):
+    expect(page.locator("#answer")).to_have_attribute("aria-busy", "false")
+    expect(page.locator("#digit")).to_have_text("–")
+    expect(page.locator("#confidence")).to_have_text("")
+    expect(page.locator("#top3 li")).to_have_count(0)
+    expect(page.locator("#preview")).to_be_hidden()
+    expect(page.locator("#status")).to_have_attribute("data-status", "no_digit")
+
+
+def test_a_tap_or_a_no_digit_answer_shows_nothing(chromium_page, site):
+    """Nothing until there is ink worth reading: a tap is not even sent, and when the server finds
+    no digit the page shows no digit, confidence, top-3 or preview (never "0, 60 %")."""
+    from playwright.sync_api import expect
+
+    page = chromium_page
+    page.goto(site[0])
+    sent = []
+    page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/v1/predict") else None)
+    _draw(page, [[(0.5, 0.5)]])  # a single tap
+    page.wait_for_timeout(400)  # past the debounce: a request would have gone by now
+    _no_answer_is_shown(page, expect)
+    assert sent == []
+
+    no_digit = {"predictions": [{"path": "drawing.png", "digit": None, "confidence": None, "top3": [],
+                                 "status": "no_digit", "input_png": ""}]}
+    page.route("**/v1/predict", lambda route: route.fulfill(json=no_digit))
+    try:
+        page.click("#clear")
+        _draw(page, SEVEN)
+        expect(page.locator("#status")).to_have_attribute("data-status", "no_digit")
+        _no_answer_is_shown(page, expect)
+        assert len(sent) == 1
+    finally:
+        page.unroute("**/v1/predict")
+    page.click("#undo")  # the 7 taken back and drawn again: a real answer comes back
+    _draw(page, SEVEN)
+    assert _answer(page, expect) == "7"

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mnistlab.cli import main
@@ -135,12 +136,45 @@ def test_predict_and_read_end_to_end(small_run, mnist, tmp_path):
     answers = json.loads(as_json.stdout)
     assert [a["path"] for a in answers] == [str(folder / "img1.png"), str(folder / "img0.png")]
     assert all(a["status"] in ("ok", "unsure") and len(a["top3"]) == 3 for a in answers)
+    # --model RUN is the same as the run folder first (the older form, kept).
+    by_flag = run_cli("predict", str(folder / "img1.png"), str(folder / "img0.png"), "--model", run, "--json")
+    assert by_flag.returncode == 0 and json.loads(by_flag.stdout) == answers, by_flag.stderr
 
     read = run_cli("read", run, str(folder / "img0.png"), "--json")
     assert read.returncode == 0, read.stderr
     assert len(json.loads(read.stdout)["digits"]) == 1
+    read_by_flag = run_cli("read", "--model", run, str(folder / "img0.png"), "--json")
+    assert json.loads(read_by_flag.stdout) == json.loads(read.stdout), read_by_flag.stderr
+    assert_one_line_error(run_cli("read", run, str(folder / "img0.png"), str(folder / "img1.png")), "one image")
 
     assert_one_line_error(run_cli("predict", run, str(tmp_path / "missing.png")), "missing.png")
     assert_one_line_error(run_cli("predict", run, str(folder / "notes.txt")), "notes.txt")
     assert_one_line_error(run_cli("predict", str(tmp_path / "norun"), str(folder)), "does not exist")
     assert_one_line_error(run_cli("predict", run, str(folder), "--min-confidence", "2"), "min_confidence")
+
+
+def test_predict_and_read_need_no_run_folder(tmp_path, mnist):
+    """The reader shipped with mnistlab answers when no run is named; no_digit is null, not a guess."""
+    from PIL import Image
+
+    Image.fromarray(np.full((120, 160), 235, np.uint8)).save(tmp_path / "blank.png")
+    _digit_photo(mnist.x_test[0], tmp_path / "seven.png")
+    answers = run_cli("predict", str(tmp_path / "blank.png"), str(tmp_path / "seven.png"), "--json")
+    assert answers.returncode == 0 and answers.stderr == "", answers.stderr
+    blank, seven = json.loads(answers.stdout)
+    assert blank == {"path": str(tmp_path / "blank.png"), "digit": None, "confidence": None, "top3": [],
+                     "status": "no_digit"}
+    assert seven["digit"] == int(mnist.y_test[0]) == 7
+    table = run_cli("predict", str(tmp_path / "blank.png"))
+    assert table.returncode == 0 and "no_digit" in table.stdout and "%" not in table.stdout.splitlines()[1]
+    reading = run_cli("read", str(tmp_path / "blank.png"))
+    assert reading.returncode == 0 and reading.stdout.startswith("(no digits found)  (no_digit)")
+
+
+def test_a_missing_run_or_an_extra_image_is_one_line(tmp_path, capsys):
+    assert main(["predict", "--model", str(tmp_path / "norun"), str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: run folder") and "does not exist" in err[0]
+    assert main(["read", "--model", str(tmp_path), "a.png", "b.png"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "one image" in err[0]

@@ -111,6 +111,20 @@ def test_onnx_prediction_imports_neither_keras_nor_tensorflow(exported, mnist, t
     assert answer["digit"] == Predictor.from_onnx(exported["path"]).predict([mnist.x_test[0]])[0].digit
 
 
+@pytest.mark.parametrize("form", [["--model", "RUN", "IMAGE"], ["RUN", "IMAGE"]])
+def test_cli_predicts_on_a_runs_onnx_without_keras(tiny_run, exported, mnist, tmp_path, form, cli_probe):
+    """`mnistlab predict --model RUN IMAGE` (and the older `predict RUN IMAGE`) with RUN/model.onnx:
+    the answer of Predictor.from_onnx, and neither Keras nor TensorFlow ever imported."""
+    from PIL import Image
+
+    image = tmp_path / "digit.png"
+    Image.fromarray(255 - mnist.x_test[1]).save(image)
+    args = [{"RUN": str(tiny_run.run.path), "IMAGE": str(image)}.get(a, a) for a in form]
+    answers, probe = cli_probe("predict", *args, "--json")
+    assert probe == {"exit": 0, "heavy": []}
+    assert answers == [p.to_dict() for p in Predictor.from_onnx(exported["path"]).predict([image])]
+
+
 def _corrupt_weights(monkeypatch):
     """Make the converter write a file whose largest weight tensor is scaled by 1.5."""
     convert = export._convert_onnx

@@ -349,7 +349,7 @@ def test_missing_file_and_directory(tmp_path):
 @pytest.mark.parametrize(
     "array, words",
     [
-        (np.zeros((28, 28, 3), np.uint8), "shape"),
+        (np.zeros((28, 28, 2), np.uint8), "shape"),
         (np.zeros((0, 28), np.uint8), "shape"),
         (np.zeros((28, 28), np.int64), "uint8 0..255 or float 0..1"),
         (np.full((28, 28), 255.0), "in [0, 1]"),

@@ -23,6 +23,7 @@ PARAM_COUNTS = {
     "keras-example": 34_826,
     "fast": 422_826,
     "best": 815_658,
+    "reader": 815_658,  # best's network; what differs is the training (more writers, augmentation)
 }
 
 

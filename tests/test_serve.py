@@ -103,8 +103,13 @@ def test_predict_json_base64(api, sure_digits):
 
 
 def test_blank_drawing_is_no_digit(api):
-    answer = api.post("/v1/predict", files={"file": ("blank.png", _png(np.full((140, 140), 255, np.uint8)))})
-    assert answer.json()["predictions"][0]["status"] == "no_digit"
+    """No digit, no confidence and no top-3: nothing an app checking `confidence > 0.5` could accept."""
+    blank = _png(np.full((140, 140), 255, np.uint8))
+    answer = api.post("/v1/predict", files={"file": ("blank.png", blank)}).json()["predictions"][0]
+    assert {k: v for k, v in answer.items() if k != "input_png"} == {
+        "path": "blank.png", "digit": None, "confidence": None, "top3": [], "status": "no_digit"}
+    reading = api.post("/v1/read", files={"file": ("blank.png", blank)}).json()
+    assert reading == {"path": "blank.png", "text": "", "confidence": None, "status": "no_digit", "digits": []}
 
 
 def test_read_a_number(api, predictor, sure_digits):
@@ -132,6 +137,22 @@ def test_model_and_healthz(api, small_run, predictor):
     docs = api.get("/openapi.json").json()
     assert {"/v1/predict", "/v1/read", "/v1/corrections", "/v1/model", "/healthz"} <= set(docs["paths"])
     assert api.get("/docs").status_code == 200
+
+
+def test_the_statuses_are_documented_in_the_api(api):
+    """/docs tells an app what each status promises, and that no_digit's digit and confidence are null."""
+    paths = api.get("/openapi.json").json()["paths"]
+
+    def answer(route):
+        return paths[route]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["properties"]
+
+    prediction = answer("/v1/predict")["predictions"]["items"]["properties"]
+    reading = answer("/v1/read")
+    for status in (prediction["status"], reading["status"], reading["digits"]["items"]["properties"]["status"]):
+        assert status["enum"] == ["ok", "unsure", "no_digit"]
+        assert all(f"{name}:" in status["description"] for name in status["enum"])
+    assert "null" in prediction["digit"]["type"] and "null" in prediction["confidence"]["type"]
+    assert "null" in reading["confidence"]["type"] and "joint" in reading["status"]["description"]
 
 
 def test_page_and_its_files_are_served(api):
@@ -338,12 +359,12 @@ def test_slow_work_and_slow_bodies_are_cut_off(predictor):
 # -- the command -----------------------------------------------------------------------------
 
 
-def _start(run, *args, env=None):
-    """`mnistlab serve RUN --port 0`: (process, URL, seconds from start to the first /healthz)."""
+def _start(run, *args, env=None, cwd=None):
+    """`mnistlab serve [RUN] --port 0`: (process, URL, seconds from start to the first /healthz)."""
     start = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "mnistlab.cli", "serve", str(run), "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [sys.executable, "-m", "mnistlab.cli", "serve", *([str(run)] if run else []), "--port", "0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
     )
     line = process.stdout.readline()
     if " at http" not in line:
@@ -412,9 +433,9 @@ def test_cli_serves_onnx_without_keras_and_starts_fast(onnx_run, sure_digits):
         _stop(process)
     probe = (
         "import sys, json; from mnistlab.serve import load_predictor, create_app; "
-        f"p, runtime = load_predictor({str(onnx_run)!r}); create_app(p, '/nonexistent'); "
+        f"p = load_predictor({str(onnx_run)!r}); create_app(p, '/nonexistent'); "
         "p.predict([__import__('numpy').zeros((28, 28), 'uint8')]); "
-        "print(json.dumps([runtime, 'keras' in sys.modules, 'tensorflow' in sys.modules]))"
+        "print(json.dumps([p.runtime, 'keras' in sys.modules, 'tensorflow' in sys.modules]))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == ["onnx", False, False]
@@ -437,3 +458,24 @@ def test_cli_refuses_a_taken_port_and_a_missing_run(small_run, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "mnistlab.cli", "serve", str(tmp_path / "nope")],
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_cli_serves_the_shipped_reader_with_no_run(tmp_path, sure_digits):
+    """`mnistlab serve` alone: the reader in the package, on ONNX; corrections go to ./corrections."""
+    process, url, seconds = _start(None, cwd=tmp_path)
+    try:
+        print(f"\nmnistlab serve (shipped reader): start -> first /healthz answer {seconds:.2f} s")
+        model = httpx.get(url + "v1/model").json()
+        assert model["run"] == "reader" and model["runtime"] == "onnx"
+        answer = httpx.post(url + "v1/predict", files={"file": ("3.png", _drawing(sure_digits[3]))}, timeout=60)
+        assert answer.json()["predictions"][0]["digit"] == 3
+        stored = httpx.post(url + "v1/corrections", files={"file": ("3.png", _drawing(sure_digits[3]))},
+                            data={"label": "3"}, timeout=60).json()["stored"]
+        assert (tmp_path / "corrections" / stored).is_file()
+    finally:
+        _stop(process)
+    probe = ("import sys, json; from mnistlab.serve import load_predictor, create_app; "
+             "create_app(load_predictor(), '/nonexistent'); "
+             "print(json.dumps(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == []

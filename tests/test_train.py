@@ -1,7 +1,9 @@
 """Training: one tiny run on a slice writes a complete run folder; seeds repeat; real accuracy (slow)."""
 
 import csv
+import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -13,10 +15,12 @@ from mnistlab.config import (
     config_from_dict,
     read_config_file,
 )
-from mnistlab.data import one_hot, preprocess_images
+from mnistlab.data import load_digit_set, one_hot, preprocess_images
 from mnistlab.models import preset_config
 from mnistlab.runs import RunDir
 from mnistlab.train import augmentation, learning_rate, split_train_val, train
+from mnistlab.train.inputs import training_split
+from mnistlab.train.recipe import InkDarkness, StrokeWidth
 
 TINY_MODEL = ModelConfig(name="tiny", conv_filters=(8,), dense_units=(16,))
 
@@ -105,6 +109,78 @@ def test_augmentation_only_in_training(mnist):
     moved = np.asarray(aug(x, training=True))
     assert moved.shape == x.shape and not np.allclose(moved, x)
     assert moved.min() >= 0.0 and moved.max() <= 1.0 + 1e-6
+
+
+def test_handwriting_augmentation_only_in_training_and_digit_safe(mnist):
+    aug = augmentation(1.0, "handwriting")
+    x = preprocess_images(mnist.x_test[:32])
+    np.testing.assert_array_equal(np.asarray(aug(x, training=False)), x)
+    moved = np.asarray(aug(x, training=True))
+    assert moved.shape == x.shape and not np.allclose(moved, x)
+    assert moved.min() >= -1e-6 and moved.max() <= 1.0 + 1e-6
+    # Still a digit: the ink moves, fades and thins, but a good part of it stays (thinning stops
+    # at half an erosion and fading at 60 %, so no digit is wiped out).
+    assert (moved.reshape(32, -1).sum(1) > 0.2 * x.reshape(32, -1).sum(1)).all()
+    assert (moved.reshape(32, -1).max(1) > 0.2).all()
+
+
+def test_stroke_width_lies_between_erosion_and_dilation(mnist):
+    """The oracle: SciPy's grey-level 3x3 minimum and maximum filters."""
+    from scipy import ndimage
+
+    x = preprocess_images(mnist.x_test[:8])
+    out = np.asarray(StrokeWidth(1.0, seed=1)(x, training=True))
+    thinner = ndimage.minimum_filter(x, size=(1, 3, 3, 1), mode="constant", cval=np.inf)
+    bolder = ndimage.maximum_filter(x, size=(1, 3, 3, 1), mode="constant", cval=-np.inf)
+    assert (out >= thinner - 1e-6).all() and (out <= bolder + 1e-6).all()
+    halfway = x + 0.5 * (thinner - x)  # thinning stops at half an erosion, so strokes never vanish
+    assert (out >= halfway - 1e-6).all()
+    ink = out.reshape(8, -1).sum(1) / x.reshape(8, -1).sum(1)
+    assert (ink < 0.95).any() and (ink > 1.05).any()  # some images thinner, some bolder
+    np.testing.assert_array_equal(np.asarray(StrokeWidth(1.0)(x, training=False)), x)
+
+
+def test_ink_darkness_scales_each_image_within_its_range(mnist):
+    x = preprocess_images(mnist.x_test[:16])
+    out = np.asarray(InkDarkness(0.4, seed=2)(x, training=True))
+    factor = out.reshape(16, -1).max(1) / x.reshape(16, -1).max(1)
+    assert (factor >= 0.6 - 1e-6).all() and (factor <= 1.0 + 1e-6).all() and factor.std() > 0.01
+    np.testing.assert_allclose(out, x * factor[:, None, None, None], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layer", [StrokeWidth(0.7, seed=3), InkDarkness(0.3, seed=4)])
+def test_augmentation_layers_round_trip_their_config(layer):
+    again = type(layer).from_config(layer.get_config())
+    assert again.get_config() == layer.get_config()
+    assert keras.saving.get_registered_object(f"mnistlab>{type(layer).__name__}") is type(layer)
+
+
+@pytest.mark.parametrize("style", ["digit", "handwriting"])
+def test_augmented_trainer_reloads_as_a_checkpoint_does(style, tmp_path):
+    """A killed run resumes from checkpoint.keras, which holds the augmentation wrapper: every
+    augmentation layer must come back from its own config."""
+    inputs = keras.Input((28, 28, 1))
+    trainer = keras.Model(inputs, keras.layers.Flatten()(augmentation(1.0, style)(inputs)))
+    trainer.save(tmp_path / "checkpoint.keras")
+    again = keras.saving.load_model(tmp_path / "checkpoint.keras", compile=False)
+    first, second = (m.get_layer("augmentation").get_config()["layers"] for m in (trainer, again))
+    # Through JSON, as the file stores it: tuples and lists are the same setting.
+    assert json.dumps([layer["config"] for layer in first], sort_keys=True) == \
+        json.dumps([layer["config"] for layer in second], sort_keys=True)
+
+
+def test_extra_train_digits_join_both_splits(mnist, tmp_path):
+    rng = np.random.default_rng(0)
+    digits = (rng.random((50, 28, 28)) * 255).astype(np.uint8)
+    np.savez(tmp_path / "extra.npz", x=digits, y=np.repeat(np.arange(10), 5))
+    t = TrainConfig(train_limit=1000, validation_split=0.1, extra_train=(str(tmp_path / "extra.npz"),), verbose=0)
+    x_fit, y_fit, x_val, y_val = training_split(mnist, t)
+    extra = load_digit_set(str(tmp_path / "extra.npz"), progress=False)
+    n_extra = len(extra.x_train)
+    assert len(x_fit) == 900 + n_extra - round(n_extra * 0.1) and len(x_val) == 100 + round(n_extra * 0.1)
+    np.testing.assert_array_equal(x_fit[900:], extra.x_train[: n_extra - round(n_extra * 0.1)])
+    np.testing.assert_array_equal(x_val[100:], extra.x_train[n_extra - round(n_extra * 0.1):])
+    assert y_fit.dtype == mnist.y_train.dtype and len(y_fit) == len(x_fit)
 
 
 def test_no_validation_split_augmented_run(mnist, tmp_path):

@@ -14,8 +14,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # every fit. Real failures still raise Python exceptions. Set TF_CPP_MIN_LOG_LEVEL=0 to see it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-# The Python API for using a trained model: `mnistlab.predict(run, images)` and
-# `mnistlab.read_number(run, image)`. The module imports Keras only when a model is loaded.
+# The Python API for reading digits: `mnistlab.predict(images)` and `mnistlab.read_number(image)`,
+# on the reader shipped in the package, or on a run's model with `run=`. Keras is imported only
+# when a run without model.onnx is used, and then without TensorFlow's start-up notes.
 from mnistlab.predict import Prediction, Predictor, Reading, predict, read_number  # noqa: E402
 from mnistlab.version import __version__  # noqa: E402
 

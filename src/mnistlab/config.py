@@ -26,6 +26,7 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "elu", "selu", "swish", "linea
 POOLINGS = ("max", "avg", "none")
 PADDINGS = ("same", "valid")
 SCHEDULES = ("constant", "onecycle")
+AUGMENT_STYLES = ("digit", "handwriting")
 # Fine-tuning: which weights move. head = the dense layers after the flatten (the feature
 # extractor frozen), all = every layer, head-then-all = head alone for head_epochs, then all.
 STRATEGIES = ("head", "all", "head-then-all")
@@ -108,6 +109,10 @@ class TrainConfig:
     label_smoothing: float = 0.0  # in [0, 1): weight moved from the true class to all classes
     augment: float = 0.0  # training-time augmentation strength, 0 = off; 1 = up to +-10 deg
     # rotation, +-10 % shift and +-10 % zoom (never flips: a flipped digit is another digit)
+    augment_style: str = "digit"  # digit (rotation, shift, zoom) | handwriting (also slant, stroke
+    # width, blur, faint ink: what varies between writers and pens)
+    extra_train: tuple[str, ...] = ()  # digit sets added to MNIST's training images (and, by
+    # validation_split, its validation images), e.g. ("usps",): more writers; see load_digit_set
     validation_split: float = 0.1  # fraction of the training set held out from its end; 0 = none
     patience: int = 3  # epochs without val_accuracy gain before stopping (0 = never stop early)
     ensemble: int = 1  # models trained with seeds seed, seed+1, ...; their mean is the model
@@ -136,6 +141,7 @@ class TrainConfig:
         _check(0.0 <= self.warmup < 1.0, "warmup must be in [0, 1)")
         _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)")
         _check(0.0 <= self.augment <= 3.0, "augment must be in [0, 3]")
+        _check(self.augment_style in AUGMENT_STYLES, f"augment_style must be one of {', '.join(AUGMENT_STYLES)}")
         _check(self.train_limit >= 0 and self.test_limit >= 0, "limits must be >= 0")
         _check(self.verbose in (0, 1, 2), "verbose must be 0, 1 or 2")
 

@@ -1,12 +1,18 @@
 """Prediction: images in, digits with calibrated confidence out; shared by the CLI and the server.
 
-    mnistlab predict runs/<name> photo.jpg drawing.png [--json] [--show sheet.png]
-    mnistlab read runs/<name> number.jpg
+    mnistlab predict photo.jpg drawing.png [--model runs/<name>] [--json] [--show sheet.png]
+    mnistlab read number.jpg
 
 Every image goes through the one preprocessing path (mnistlab.data.prepare_image, MNIST's own
-normalisation), then the run's model, then the run's temperature (fitted on its validation
-split at training time). A prediction is "unsure" below a minimum calibrated confidence and
-"no_digit" when the image holds no ink; the most likely digit is given either way.
+normalisation), then the model, then its temperature (fitted on a validation split at training
+time). The model is the reader shipped in the package unless a run folder is named; wherever
+there is an ONNX file (the shipped reader, RUN/model.onnx) it runs on onnxruntime, and Keras and
+TensorFlow are never imported.
+
+The statuses an app can rely on (STATUSES): "ok" when the calibrated confidence reaches the
+minimum; "unsure" below it (the best guess is still given); "no_digit" when the image holds no
+ink worth reading, with no digit and no confidence at all. A number read from one image is "ok"
+only when the probability that all its digits are right reaches the same minimum.
 
 Keras and the image libraries are imported when first needed, so `import mnistlab` stays light.
 """
@@ -24,7 +30,8 @@ from mnistlab.calibrate import apply_temperature
 from mnistlab.errors import MnistlabError
 from mnistlab.files import atomic_write
 from mnistlab.inference import predict_probs
-from mnistlab.runtimes import OnnxModel, load_keras, load_runtime
+from mnistlab.runs import is_run_folder
+from mnistlab.runtimes import READER_NAME, OnnxModel, load_keras, load_runtime
 
 # Below this probability the answer is "unsure". On the 130 real images of benchmarks/
 # realworld.py the default `fast` run (label smoothing, no temperature) errs 3 times, at 36-60 %:
@@ -33,30 +40,36 @@ DEFAULT_MIN_CONFIDENCE = 0.6
 
 STATUSES = ("ok", "unsure", "no_digit")
 
-Source = str | os.PathLike | bytes | np.ndarray
+# An image as a person holds it: a path, the file's bytes, a PIL image, or a NumPy array in grey
+# (H, W), RGB (H, W, 3) or RGBA (H, W, 4), uint8 or float in [0, 1] (mnistlab.data.decode.as_grey).
+Source = Any
 
 
 class PredictError(MnistlabError):
     """Input that cannot be predicted on: no images, a folder without images."""
 
 
+def _rounded(p: float | None) -> float | None:
+    return None if p is None else round(p, 6)
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One image's answer."""
 
-    path: str  # the file, or "<image N>" for arrays and bytes
-    digit: int  # the most likely class, always given
-    confidence: float  # its calibrated probability
-    top3: tuple[tuple[int, float], ...]  # (digit, calibrated probability), most likely first
+    path: str  # the file, or "<image N>" for arrays, bytes and PIL images
+    digit: int | None  # the most likely class; None when no_digit
+    confidence: float | None  # its calibrated probability; None when no_digit
+    top3: tuple[tuple[int, float], ...]  # (digit, calibrated probability), most likely first; () when no_digit
     status: str  # ok | unsure (confidence below the minimum) | no_digit (no ink found)
-    image: np.ndarray  # (28, 28) uint8: what the model saw
+    image: np.ndarray  # (28, 28) uint8: what the model saw (all black when no_digit)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form `mnistlab predict --json` prints and the server returns."""
         return {
             "path": self.path,
             "digit": self.digit,
-            "confidence": round(self.confidence, 6),
+            "confidence": _rounded(self.confidence),
             "top3": [{"digit": d, "confidence": round(p, 6)} for d, p in self.top3],
             "status": self.status,
         }
@@ -70,23 +83,19 @@ class Reading:
     text: str  # the digits left to right; "" when no ink was found
     digits: tuple[Prediction, ...]
     boxes: tuple[tuple[int, int, int, int], ...]  # (top, left, bottom, right) in the image
+    status: str  # ok | unsure (confidence below the minimum) | no_digit (no digit found)
 
     @property
-    def confidence(self) -> float:
-        """The probability that every digit is right, as the calibrated model sees it."""
-        return float(np.prod([d.confidence for d in self.digits])) if self.digits else 0.0
-
-    @property
-    def status(self) -> str:
-        if not self.digits:
-            return "no_digit"
-        return "unsure" if any(d.status != "ok" for d in self.digits) else "ok"
+    def confidence(self) -> float | None:
+        """The probability that every digit is right, as the calibrated model sees it; None when
+        no digit was found."""
+        return joint_confidence(self.digits)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "text": self.text,
-            "confidence": round(self.confidence, 6),
+            "confidence": _rounded(self.confidence),
             "status": self.status,
             "digits": [
                 {**d.to_dict(), "box": list(box)} for d, box in zip(self.digits, self.boxes, strict=True)
@@ -94,15 +103,36 @@ class Reading:
         }
 
 
+def joint_confidence(digits: tuple[Prediction, ...] | list[Prediction]) -> float | None:
+    """The probability that all these digits are right: the product of their confidences (the
+    model's errors on separate digits taken as independent); None for no digits."""
+    if not digits:
+        return None
+    return float(np.prod([d.confidence or 0.0 for d in digits]))
+
+
 class Predictor:
     """A model with its temperature and threshold: the thing the CLI and the server hold."""
 
-    def __init__(self, model: Any, temperature: float = 1.0, min_confidence: float = DEFAULT_MIN_CONFIDENCE):
+    def __init__(
+        self,
+        model: Any,
+        temperature: float = 1.0,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        runtime: str | None = None,
+    ):
+        """Args:
+        model: anything with Keras's `predict` from (N, 28, 28, 1) to (N, 10) probabilities.
+        temperature: divides the logits (mnistlab.calibrate); 1 leaves them as they are.
+        min_confidence: below this calibrated probability the status is "unsure".
+        runtime: "onnx" or "keras"; by default, "onnx" for an OnnxModel.
+        """
         if not 0.0 <= min_confidence <= 1.0:
             raise PredictError(f"min_confidence must be in [0, 1], not {min_confidence}.")
         self.model = model
         self.temperature = float(temperature)
         self.min_confidence = float(min_confidence)
+        self.runtime = runtime or ("onnx" if isinstance(model, OnnxModel) else "keras")
 
     @classmethod
     def from_run(cls, run: str | os.PathLike, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> Predictor:
@@ -126,6 +156,18 @@ class Predictor:
         model = OnnxModel(path)
         return cls(model, model.temperature, min_confidence)
 
+    @classmethod
+    def load(cls, run: str | os.PathLike | None = None, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> Predictor:
+        """The shipped reader, or a run folder's model: its model.onnx when it has one, else its
+        Keras model (mnistlab.runtimes.load_runtime).
+
+        Raises:
+            RunError, ExportError: no such run, a model that cannot be loaded, or a broken
+                install without the shipped reader.
+        """
+        model, temperature, runtime = load_runtime(run)
+        return cls(model, temperature, min_confidence, runtime)
+
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Calibrated (N, 10) probabilities for uint8 MNIST-format images (N, 28, 28)."""
         if len(images) == 0:
@@ -137,49 +179,66 @@ class Predictor:
         probs = self.probabilities(images)
         out = []
         for p, name, row in zip(prepared, names, probs, strict=True):
+            if not p.has_ink:  # nothing to read: no digit, and no confidence to misread
+                out.append(Prediction(name, None, None, (), "no_digit", p.image))
+                continue
             order = np.argsort(row)[::-1]
             digit, confidence = int(order[0]), float(row[order[0]])
-            if not p.has_ink:
-                status = "no_digit"
-            elif confidence < self.min_confidence:
-                status = "unsure"
-            else:
-                status = "ok"
+            status = "unsure" if confidence < self.min_confidence else "ok"
             top3 = tuple((int(k), float(row[k])) for k in order[:3])
             out.append(Prediction(name, digit, confidence, top3, status, p.image))
         return out
 
-    def predict(self, sources: list[Source], names: list[str] | None = None) -> list[Prediction]:
+    def predict(self, sources: Source | list[Source], names: list[str] | None = None) -> list[Prediction]:
         """One Prediction per image, in input order.
 
         Args:
-            sources: image files, encoded bytes, or decoded arrays (see prepare_image).
-            names: what each is called in the answers; file paths by default.
+            sources: one image or a list of them: paths, the files' bytes, PIL images, or NumPy
+                arrays in grey (H, W), RGB (H, W, 3) or RGBA (H, W, 4), uint8 or float in [0, 1].
+                OpenCV's BGR arrays are passed as `img[..., ::-1]`.
+            names: what each is called in the answers; file paths (else "<image N>") by default.
 
         Raises:
-            ImageError: an image that cannot be decoded (nothing is predicted then).
+            ImageError: an image that cannot be decoded or an unusable input (nothing is
+                predicted then).
         """
         from mnistlab.data import prepare_image  # Pillow and SciPy load with the first image
 
+        sources = list(sources) if isinstance(sources, (list, tuple)) else [sources]
         names = names or [_name(s, k) for k, s in enumerate(sources)]
         return self._answers([prepare_image(s) for s in sources], names)
 
     def read(self, source: Source, name: str | None = None) -> Reading:
         """The multi-digit number written in one image, left to right.
 
+        Its status is "no_digit" without any digit, else "ok" only when the joint confidence (the
+        probability that every digit is right) reaches min_confidence: a number of three digits
+        each 65 % sure is 27 % sure, and "unsure".
+
+        Args:
+            source: one image, in any form `predict` takes.
+
         Raises:
-            ImageError: the image cannot be decoded.
+            ImageError: the image cannot be decoded, or is no usable input.
         """
         from mnistlab.data import segment_digits
 
         name = name or _name(source, 0)
-        parts = segment_digits(source)
+        parts = [p for p in segment_digits(source) if p.has_ink]
         digits = self._answers(parts, [f"{name}#{k}" for k in range(len(parts))])
+        joint = joint_confidence(digits)
+        if joint is None:
+            status = "no_digit"
+        elif joint < self.min_confidence or any(d.status != "ok" for d in digits):
+            status = "unsure"
+        else:
+            status = "ok"
         return Reading(
             path=name,
             text="".join(str(d.digit) for d in digits),
             digits=tuple(digits),
             boxes=tuple(tuple(p.box) for p in parts),
+            status=status,
         )
 
 
@@ -211,46 +270,71 @@ def image_files(paths: list[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def load_predictor(run: str | os.PathLike, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> tuple[Predictor, str]:
-    """The run's Predictor and its runtime, "onnx" or "keras" (see mnistlab.runtimes.load_runtime).
+def load_predictor(run: str | os.PathLike | None = None, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> Predictor:
+    """The Predictor of a run folder, or of the shipped reader when run is None; `.runtime`
+    says whether it runs on "onnx" or "keras" (mnistlab.runtimes.load_runtime).
 
     Raises:
-        RunError, ExportError: no such run, or a model that cannot be loaded.
+        RunError, ExportError: no such run, a model that cannot be loaded, or a broken install
+            without the shipped reader.
     """
-    model, temperature, runtime = load_runtime(run)
-    return Predictor(model, temperature, min_confidence), runtime
+    return Predictor.load(run, min_confidence)
+
+
+def model_name(run: str | os.PathLike | None) -> str:
+    """What answers and pages call the model: the run folder's name, or "reader"."""
+    return READER_NAME if run is None else Path(run).resolve().name
+
+
+def _old_order(first: Any, second: Any) -> bool:
+    """Was a function written `f(run, image)` called, as before run became optional?"""
+    return (second is not None and isinstance(first, (str, os.PathLike)) and is_run_folder(first)
+            and not (isinstance(second, (str, os.PathLike)) and is_run_folder(second)))
 
 
 def predict(
-    run: str | os.PathLike,
-    images: list[Source] | Source,
+    images: Source | list[Source],
+    run: str | os.PathLike | None = None,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> list[Prediction]:
-    """Digits in images, with the model of a run folder: the Python form of `mnistlab predict`.
+    """Digits in images: the Python form of `mnistlab predict`.
 
-        >>> mnistlab.predict("runs/fast-20261130-061204", ["seven.jpg"])[0].digit
+        >>> mnistlab.predict("seven.jpg")[0].digit            # the reader shipped in the package
+        >>> mnistlab.predict(["a.png", "b.png"], run="runs/fast-20261130-061204")
 
     Args:
-        run: a run folder written by `mnistlab train`.
-        images: image files, encoded bytes or decoded arrays (one, or a list); folders are
-            expanded to the images in them.
+        images: one image or a list: paths (a folder stands for the images in it), the files'
+            bytes, PIL images, or NumPy arrays in grey (H, W), RGB (H, W, 3) or RGBA (H, W, 4),
+            uint8 or float in [0, 1]; OpenCV's BGR arrays as `img[..., ::-1]`.
+        run: a run folder written by `mnistlab train` whose model to use (its model.onnx when it
+            has one); None for the shipped reader. The older order `predict(run, images)` still works.
         min_confidence: below this calibrated probability the status is "unsure".
 
     Raises:
-        MnistlabError (RunError, ImageError, PredictError): one clear reason.
+        MnistlabError (RunError, ImageError, PredictError, ExportError): one clear reason.
     """
-    if not isinstance(images, list):
+    if _old_order(images, run):
+        images, run = run, images
+    if not isinstance(images, (list, tuple)):
         images = [images]
     if all(isinstance(s, (str, os.PathLike)) for s in images):
         images = list(image_files(images))
-    return Predictor.from_run(run, min_confidence).predict(images)
+    return load_predictor(run, min_confidence).predict(list(images))
 
 
 def read_number(
-    run: str | os.PathLike, image: Source, min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    image: Source, run: str | os.PathLike | None = None, min_confidence: float = DEFAULT_MIN_CONFIDENCE
 ) -> Reading:
-    """The multi-digit number written in one image: the Python form of `mnistlab read`."""
-    return Predictor.from_run(run, min_confidence).read(image)
+    """The multi-digit number written in one image: the Python form of `mnistlab read`.
+
+    Args:
+        image: one image, in any form `predict` takes.
+        run: a run folder whose model to use; None for the shipped reader. The older order
+            `read_number(run, image)` still works.
+    """
+    if _old_order(image, run):
+        image, run = run, image
+    return load_predictor(run, min_confidence).read(image)
 
 
 def contact_sheet(sources: list[Source], predictions: list[Prediction], path: str | os.PathLike) -> None:
@@ -259,22 +343,18 @@ def contact_sheet(sources: list[Source], predictions: list[Prediction], path: st
     """
     from PIL import Image, ImageDraw
 
-    from mnistlab.data import decode_image
-
+    from mnistlab.data.decode import as_grey
 
     cell, text_w = 112, 220
     sheet = Image.new("L", (2 * cell + text_w, cell * len(predictions)), 255)
     draw = ImageDraw.Draw(sheet)
     for row, (source, p) in enumerate(zip(sources, predictions, strict=True)):
-        if isinstance(source, np.ndarray):
-            grey = source.astype(np.float32) / (255.0 if source.dtype == np.uint8 else 1.0)
-        else:
-            grey = decode_image(source)
-        original = Image.fromarray(np.uint8(np.clip(grey, 0, 1) * 255))
+        original = Image.fromarray(np.uint8(np.clip(as_grey(source), 0, 1) * 255))
         original.thumbnail((cell - 8, cell - 8))
         top = row * cell
         sheet.paste(original, ((cell - original.width) // 2, top + (cell - original.height) // 2))
         sheet.paste(Image.fromarray(p.image).resize((cell - 8, cell - 8), Image.NEAREST), (cell + 4, top + 4))
-        label = f"{p.digit}  {p.confidence * 100:.0f} %  {p.status}\n{Path(p.path).name[:28]}"
+        answer = "-" if p.digit is None else f"{p.digit}  {p.confidence * 100:.0f} %"
+        label = f"{answer}  {p.status}\n{Path(p.path).name[:28]}"
         draw.multiline_text((2 * cell + 8, top + cell // 2 - 12), label, fill=0)
     atomic_write(Path(path), lambda f: sheet.save(f, format="PNG"))

@@ -89,6 +89,12 @@ def machine_info() -> dict[str, Any]:
     return {"cpu": _cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform()}
 
 
+def is_run_folder(path: str | os.PathLike) -> bool:
+    """Is this a run folder (what `mnistlab train` writes), not an image or a folder of images?"""
+    folder = Path(path)
+    return folder.is_dir() and any((folder / name).is_file() for name in (CONFIG_FILE, MODEL_FILE, ONNX_FILE))
+
+
 @dataclass(frozen=True)
 class RunDir:
     """A run folder and the names of the files in it."""

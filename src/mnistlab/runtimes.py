@@ -2,10 +2,12 @@
 
     python -c "from mnistlab.runtimes import load_runtime; print(load_runtime('runs/<name>')[2])"
 
-A run folder's model.keras is loaded by Keras in safe mode; the model.onnx that `mnistlab export`
-writes beside it runs on onnxruntime alone (OnnxModel: importing this module imports neither
-Keras nor TensorFlow); an exported SavedModel folder runs on TensorFlow. Every model is checked
-to map MNIST's (N, 28, 28, 1) images to (N, 10) probabilities before it is used.
+A run folder's model.keras is loaded by Keras in safe mode (TensorFlow's start-up notes hidden);
+the model.onnx that `mnistlab export` writes beside it runs on onnxruntime alone (OnnxModel:
+importing this module imports neither Keras nor TensorFlow), and so does the reader shipped in
+the package (READER_DIR), used when no run is named; an exported SavedModel folder runs on
+TensorFlow. Every model is checked to map MNIST's (N, 28, 28, 1) images to (N, 10)
+probabilities before it is used.
 
 The exported file's interface (INPUT_NAME, OUTPUT_NAME, CLASSES) is defined here, below both the
 export that writes it and the prediction that reads it.
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,7 @@ import numpy as np
 from mnistlab.calibrate import recorded_temperature
 from mnistlab.data import INPUT_SHAPE, NUM_CLASSES
 from mnistlab.errors import MnistlabError
-from mnistlab.runs import RunDir, RunError
+from mnistlab.runs import ONNX_FILE, RunDir, RunError
 
 INPUT_NAME = "image"  # float32 (N, 28, 28, 1), pixels / 255: mnistlab.data.preprocess_images
 OUTPUT_NAME = "probabilities"  # float32 (N, 10), softmax over CLASSES
@@ -38,6 +42,12 @@ DEFAULT_THREADS = 1
 # 2-core EPYC the 10,000 test images ran at 32-35k img/s on one thread and 57-67k on two, at
 # batches of 256, 1024 and 4096 alike.
 BATCH_THREADS_FROM = 256
+
+# The reader shipped inside the package (package data): the ONNX file `mnistlab export` wrote
+# from `mnistlab train --model reader`, its temperature in the file's metadata, and the run's
+# metrics.json and config.toml beside it as provenance. Used wherever no run folder is named.
+READER_DIR = Path(__file__).resolve().parent / "reader"
+READER_NAME = "reader"  # what GET /v1/model and messages call it
 
 
 class ExportError(MnistlabError):
@@ -81,8 +91,11 @@ class OnnxModel:
         if not self.path.is_file():
             raise ExportError(f"ONNX model {self.path} does not exist.")
         self.session = self._open(ort, threads)
-        batch_threads = batch_threads or os.cpu_count() or 1
-        self._batch_session = self._open(ort, batch_threads) if batch_threads != threads else self.session
+        # The batch session is opened by the first large call: a command that reads one image
+        # does not pay for it (10-20 ms for the 1.7 MB `fast` file, more on a busy machine).
+        self._batch_threads = batch_threads or os.cpu_count() or 1
+        self._batch_session = self.session if self._batch_threads == threads else None
+        self._batch_lock = threading.Lock()
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or not outputs or not takes_mnist(inputs[0].shape, outputs[0].shape):
             raise ExportError(
@@ -111,6 +124,15 @@ class OnnxModel:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ExportError(f"cannot load ONNX model {self.path}: {reason}") from None
 
+    def _batch(self) -> Any:
+        """The session with a thread per core, opened on first use (once, whatever the threads)."""
+        with self._batch_lock:
+            if self._batch_session is None:
+                import onnxruntime as ort
+
+                self._batch_session = self._open(ort, self._batch_threads)
+        return self._batch_session
+
     @property
     def temperature(self) -> float:
         """The calibration temperature recorded at export (1.0 for a file without one)."""
@@ -124,7 +146,7 @@ class OnnxModel:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 3:
             x = x[..., np.newaxis]
-        session = self._batch_session if len(x) >= BATCH_THREADS_FROM else self.session
+        session = self._batch() if len(x) >= BATCH_THREADS_FROM else self.session
         if len(x) <= batch_size:  # one call, no copies when x is already contiguous float32
             return session.run(self._outputs, {self.input_name: np.ascontiguousarray(x)})[0]
         return np.concatenate(
@@ -149,6 +171,26 @@ class SavedModel:
         return np.concatenate([serve(x[k : k + batch_size]).numpy() for k in range(0, len(x), batch_size)])
 
 
+def import_keras_quietly() -> None:
+    """Import Keras with TensorFlow's start-up notes (printed by C++ straight to fd 2) hidden.
+
+    TensorFlow 2.21 prints its oneDNN notice before its logging starts, so TF_CPP_MIN_LOG_LEVEL
+    cannot hide it; an exception from the import still reaches the user, after stderr is back.
+    """
+    if "keras" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def load_keras(run: str | os.PathLike) -> tuple[Any, float]:
     """A run folder's Keras model (safe mode) and the temperature fitted at training.
 
@@ -158,6 +200,7 @@ def load_keras(run: str | os.PathLike) -> tuple[Any, float]:
     """
     folder = RunDir.open(run)
     temperature = recorded_temperature(folder.read_metrics(), folder.metrics)
+    import_keras_quietly()
     model = folder.load_model()
     shapes = (getattr(model, "input_shape", None), getattr(model, "output_shape", None))
     if not takes_mnist(*shapes):
@@ -174,14 +217,32 @@ def onnx_model(run: str | os.PathLike) -> Path | None:
     return path if path.is_file() else None
 
 
-def load_runtime(run: str | os.PathLike) -> tuple[Any, float, str]:
-    """A run's model for prediction, its temperature and its runtime: the run's model.onnx on
-    onnxruntime when there is one (Keras and TensorFlow are then never imported), else its Keras
-    model.
+def load_reader() -> OnnxModel:
+    """The reader shipped in the package, on onnxruntime.
+
+    Raises:
+        ExportError: its model.onnx is missing (a broken install) or cannot be loaded.
+    """
+    path = READER_DIR / ONNX_FILE
+    if not path.is_file():
+        raise ExportError(
+            f"the reader shipped with mnistlab is missing ({path} does not exist): reinstall mnistlab, "
+            "or name a run folder of your own (--model RUN)."
+        )
+    return OnnxModel(path)
+
+
+def load_runtime(run: str | os.PathLike | None = None) -> tuple[Any, float, str]:
+    """A model for prediction, its temperature and its runtime: with no run, the shipped reader;
+    else the run's model.onnx on onnxruntime when there is one (Keras and TensorFlow are then
+    never imported), else its Keras model.
 
     Raises:
         RunError, ExportError: no such run, or a model that cannot be loaded.
     """
+    if run is None:
+        model = load_reader()
+        return model, model.temperature, "onnx"
     path = onnx_model(run)
     if path is not None:
         model = OnnxModel(path)

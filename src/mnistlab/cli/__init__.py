@@ -3,7 +3,8 @@
     mnistlab --help
 
 Library errors (MnistlabError) become one line on stderr and exit status 2; Keras and TensorFlow
-are imported only by the commands that need them, so `mnistlab data info` starts fast.
+are imported only by the commands that need them, so `mnistlab data info` starts fast and
+`mnistlab predict one.jpg` on the shipped reader never loads them.
 
     flags.py      the parser: every command's flags, and the Config they build
     commands.py   one cmd_<name> per command: call the library, print the result
@@ -13,16 +14,17 @@ from __future__ import annotations
 
 import sys
 
-from mnistlab.cli.commands import COMMANDS, import_keras_quietly
+from mnistlab.cli.commands import COMMANDS, KERAS_COMMANDS
 from mnistlab.cli.flags import build_parser, config_from_args
 from mnistlab.errors import MnistlabError
+from mnistlab.runtimes import import_keras_quietly
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command not in ("data", "serve"):  # serve imports Keras only without an ONNX model
+    if args.command in KERAS_COMMANDS:  # predict, read, serve: only for a run without model.onnx
         import_keras_quietly()
     try:
         return COMMANDS[args.command](args)

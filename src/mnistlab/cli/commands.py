@@ -2,15 +2,15 @@
 
     mnistlab models      # cmd_models: the presets and their parameter counts
 
-Keras and TensorFlow are imported inside the commands that need them, so `mnistlab data info`
-starts fast.
+Keras and TensorFlow are imported by the commands that need them (KERAS_COMMANDS, or a run
+without model.onnx), so `mnistlab data info` starts fast and `mnistlab predict` on the shipped
+reader or an exported model never loads them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -177,12 +177,28 @@ def _top3(p: Any) -> str:
     return "  ".join(f"{d}:{c * 100:.0f}%" for d, c in p.top3)
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from mnistlab.predict import Predictor, contact_sheet, image_files
+def _answer(p: Any) -> str:
+    """Digit and confidence columns: "–" and blank when there is no digit."""
+    if p.digit is None:
+        return f"{'–':>5}  {'':>10}"
+    return f"{p.digit:>5}  {p.confidence * 100:>9.1f}%"
 
-    files = image_files(args.images)
-    predictor = Predictor.from_run(args.run, args.min_confidence)
-    predictions = predictor.predict(files)
+
+def _run_and_images(model: str | None, paths: list[str]) -> tuple[str | None, list[str]]:
+    """The run (--model, or a run folder first, as `predict RUN IMAGE...` was written) and the images."""
+    from mnistlab.runs import is_run_folder
+
+    if model is None and paths and is_run_folder(paths[0]):
+        return paths[0], paths[1:]
+    return model, paths
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from mnistlab.predict import contact_sheet, image_files, load_predictor
+
+    run, images = _run_and_images(args.model, args.images)
+    files = image_files(images)
+    predictions = load_predictor(run, args.min_confidence).predict(files)
     if args.show:
         contact_sheet(files, predictions, args.show)
     if args.json:
@@ -191,21 +207,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     width = max(len("image"), *(len(p.path) for p in predictions))
     print(f"{'image':<{width}}  digit  confidence  status    top-3")
     for p in predictions:
-        print(f"{p.path:<{width}}  {p.digit:>5}  {p.confidence * 100:>9.1f}%  {p.status:<8}  {_top3(p)}")
+        print(f"{p.path:<{width}}  {_answer(p)}  {p.status:<8}  {_top3(p)}".rstrip())
     if args.show:
         print(f"sheet written to {args.show}")
     return 0
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    from mnistlab.predict import Predictor
+    from mnistlab.predict import PredictError, load_predictor
 
-    reading = Predictor.from_run(args.run, args.min_confidence).read(args.image)
+    if len(args.paths) > 2 or (len(args.paths) == 2 and args.model):
+        raise PredictError("read takes one image (and before it, without --model, a run folder).")
+    run, image = (args.paths[0], args.paths[1]) if len(args.paths) == 2 else (args.model, args.paths[0])
+    reading = load_predictor(run, args.min_confidence).read(image)
     if args.json:
         print(json.dumps(reading.to_dict()))
         return 0
-    print(f"{reading.text or '(no digits found)'}  "
-          f"({reading.status}, {reading.confidence * 100:.1f} % sure of all digits)")
+    if reading.confidence is None:
+        print(f"(no digits found)  ({reading.status})")
+    else:
+        print(f"{reading.text}  ({reading.status}, {reading.confidence * 100:.1f} % sure of all digits)")
     for p, (top, left, bottom, right) in zip(reading.digits, reading.boxes, strict=True):
         print(f"  {p.digit}  {p.confidence * 100:5.1f}%  {p.status:<8}  "
               f"box x {left}-{right}, y {top}-{bottom}  top-3 {_top3(p)}")
@@ -262,12 +283,12 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from mnistlab.runtimes import onnx_model
-    from mnistlab.serve import serve
+    from mnistlab.serve import ServeError, serve
 
-    if onnx_model(args.run) is None:
-        import_keras_quietly()  # the Keras model it falls back to; with ONNX, no Keras at all
-    serve(args.run, host=args.host, port=args.port, min_confidence=args.min_confidence,
+    if args.run and args.model and args.run != args.model:
+        raise ServeError(f"two runs named: {args.run} and --model {args.model}; serve one.")
+    # A run without model.onnx loads Keras (quietly); the shipped reader and ONNX never do.
+    serve(args.run or args.model, host=args.host, port=args.port, min_confidence=args.min_confidence,
           corrections=args.corrections)
     return 0
 
@@ -280,6 +301,9 @@ def _print_tree(d: dict[str, Any], indent: int = 0) -> None:
         else:
             print(" " * indent + f"{key}: {value}")
 
+
+# Commands that always build or load a Keras model; the CLI imports Keras (quietly) before them.
+KERAS_COMMANDS = ("train", "finetune", "tune", "evaluate", "report", "compare", "export", "models")
 
 COMMANDS = {
     "train": cmd_train,
@@ -295,24 +319,3 @@ COMMANDS = {
     "data": cmd_data,
     "serve": cmd_serve,
 }
-
-
-
-def import_keras_quietly() -> None:
-    """Import Keras with TensorFlow's start-up notes (printed by C++ straight to fd 2) hidden.
-
-    TensorFlow 2.21 prints its oneDNN notice before its logging starts, so TF_CPP_MIN_LOG_LEVEL
-    cannot hide it; an exception from the import still reaches the user, after stderr is back.
-    """
-    if "keras" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)

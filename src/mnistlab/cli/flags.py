@@ -61,6 +61,11 @@ def _data_flags(p: argparse.ArgumentParser, cache_only: bool = False) -> None:
                        help="never touch the network; fail with what is missing")
 
 
+def _model_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="RUN", help="a run folder written by `mnistlab train` whose model to use "
+                   "(its model.onnx when it has one; default: the reader shipped with mnistlab)")
+
+
 def _prediction_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _min_confidence_flag(p)
@@ -171,14 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
     _report_flags(p)
 
     p = sub.add_parser("predict", help="read the digit in each image (photos, drawings, scans)")
-    p.add_argument("run", help="run folder written by `mnistlab train`")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of them")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files, or folders of them; a run folder first picks its model, as --model does")
+    _model_flag(p)
     _prediction_flags(p)
     p.add_argument("--show", metavar="FILE.png", help="also write a sheet of each image next to what the model saw")
 
-    p = sub.add_parser("read", help="read a multi-digit number written in one image")
-    p.add_argument("run", help="run folder written by `mnistlab train`")
-    p.add_argument("image", help="an image file")
+    p = sub.add_parser("read", help="read a multi-digit number written in one image",
+                       usage="mnistlab read [-h] [--model RUN] [--json] [--min-confidence P] [RUN] IMAGE")
+    p.add_argument("paths", nargs="+", metavar="[RUN] IMAGE",
+                   help="an image file; a run folder before it picks its model, as --model does")
+    _model_flag(p)
     _prediction_flags(p)
 
     p = sub.add_parser("export", help="export a run's model (ONNX, ...) and check it against the original")
@@ -197,14 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print as JSON")
     _data_flags(p)
 
-    p = sub.add_parser("serve", help="a drawing page and an HTTP API over a run's model")
-    p.add_argument("run", help="run folder written by `mnistlab train` (its model.onnx is used when there is one)")
+    p = sub.add_parser("serve", help="a drawing page and an HTTP API over the shipped reader or a run's model")
+    p.add_argument("run", nargs="?", metavar="RUN", help="a run folder whose model to serve, as --model (default: "
+                   "the reader shipped with mnistlab)")
+    _model_flag(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every network)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     _min_confidence_flag(p)
     p.add_argument("--corrections", metavar="DIR",
-                   help="where the page's corrections are stored, in sub-folders 0-9 (default RUN/corrections)")
+                   help="where the page's corrections are stored, in sub-folders 0-9 (default RUN/corrections, "
+                        "or ./corrections with the shipped reader)")
     return parser
 
 

@@ -1,10 +1,12 @@
-"""Users' image files to grey levels: the one place Pillow reads what a user sends.
+"""Users' images to grey levels: the one place Pillow reads what a user sends.
 
     python -c "from mnistlab.data import decode_image; print(decode_image('seven.jpg').shape)"
 
 `decode_image` opens PNG, JPEG, WebP, BMP, GIF and TIFF from a path or bytes, refuses what is
 oversized or damaged with one-sentence ImageErrors, applies EXIF orientation and flattens
-transparency, giving (H, W) float32 grey levels in [0, 1]. `images` and `segment` start from here.
+transparency, giving (H, W) float32 grey levels in [0, 1]. `as_grey` takes everything else a
+person holds an image in too (a PIL image, a NumPy array in grey, RGB or RGBA) to the same grey
+levels; `images` and `segment` start from it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,14 @@ class ImageError(DataError):
     """An image could not be read or is unusable; the message names it in one sentence."""
 
 
+# The grey level of a colour: ITU-R 601-2 luma, the weights Pillow's convert("L") uses, so an
+# array and the PNG written from it give the same grey levels (to Pillow's rounding, < 1/255).
+_LUMA = (0.299, 0.587, 0.114)
+_CHANNELS = {1: "grey", 3: "RGB", 4: "RGBA"}  # an array's last axis, when it has three
+
+Source = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | Image.Image
+
+
 def decode_image(source: str | os.PathLike | bytes, name: str | None = None) -> np.ndarray:
     """Read an image file into (H, W) float32 grey levels in [0, 1] (0 black, 1 white).
 
@@ -44,14 +54,17 @@ def decode_image(source: str | os.PathLike | bytes, name: str | None = None) -> 
 
     Raises:
         ImageError: missing or unreadable file, not an image, damaged or truncated, no pixels,
-            NaN pixels, or more than MAX_PIXELS (judged from the header, before decoding).
+            NaN pixels, more than MAX_PIXELS (judged from the header, before decoding), or a
+            source that is neither a path nor bytes.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name or f"<{len(source)} bytes>"
         if len(source) == 0:
             raise ImageError(f"Image {label} is empty (0 bytes).")
         return _decode(io.BytesIO(source), label)
-    path = os.fspath(source)  # TypeError for anything else, before open() takes an int as an fd
+    if not isinstance(source, (str, os.PathLike)):  # before open() takes an int as an fd
+        raise ImageError(f"An image file is given as a path or its bytes, not {_kind(source)}.")
+    path = os.fspath(source)
     label = name or path
     try:
         with open(path, "rb") as stream:
@@ -84,30 +97,44 @@ def _decode(stream: io.BufferedIOBase, label: str) -> np.ndarray:
     except Exception as exc:  # a header cut short: OSError, SyntaxError, struct.error ...
         raise ImageError(f"Image {label} is damaged or truncated ({_detail(exc)}).") from exc
     with image:
-        width, height = image.size
-        if width * height > MAX_PIXELS:  # Image.open read only the header: nothing allocated yet
-            raise ImageError(
-                f"Image {label} is {width}x{height} ({width * height:,} pixels), over the limit "
-                f"of {MAX_PIXELS:,}; scale it down first."
-            )
-        if width == 0 or height == 0:
-            raise ImageError(f"Image {label} has no pixels ({width}x{height}).")
-        try:
-            image.load()
-            upright = _exif_upright(image)
-            grey = _grey(upright)
-        # Pillow's decoders report damage as OSError, SyntaxError, ValueError, EOFError,
-        # struct.error, IndexError ... depending on the format; all mean the same to the user.
-        except Exception as exc:
-            raise ImageError(f"Image {label} is damaged or truncated ({_detail(exc)}).") from exc
-        if upright.mode == "F" and np.isnan(grey).any():  # a float TIFF can hold NaN
-            raise ImageError(f"Image {label} has pixels that are not numbers (NaN).")
-        return grey
+        return _pillow_grey(image, label)
+
+
+def _pillow_grey(image: Image.Image, label: str) -> np.ndarray:
+    """Grey levels of an opened Pillow image: size checked before its pixels are loaded."""
+    width, height = image.size
+    if width * height > MAX_PIXELS:  # an image from Image.open holds only its header so far
+        raise ImageError(
+            f"Image {label} is {width}x{height} ({width * height:,} pixels), over the limit "
+            f"of {MAX_PIXELS:,}; scale it down first."
+        )
+    if width == 0 or height == 0:
+        raise ImageError(f"Image {label} has no pixels ({width}x{height}).")
+    try:
+        image.load()
+        upright = _exif_upright(image)
+        grey = _grey(upright)
+    # Pillow's decoders report damage as OSError, SyntaxError, ValueError, EOFError,
+    # struct.error, IndexError ... depending on the format; all mean the same to the user.
+    except Exception as exc:
+        raise ImageError(f"Image {label} is damaged or truncated ({_detail(exc)}).") from exc
+    if upright.mode == "F" and np.isnan(grey).any():  # a float TIFF can hold NaN
+        raise ImageError(f"Image {label} has pixels that are not numbers (NaN).")
+    return grey
 
 
 def _detail(exc: Exception) -> str:
     """Return Pillow's reason on one line, for the end of an ImageError sentence."""
     return " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+
+
+def _kind(source: object) -> str:
+    """What a refused source is, for a message: "a list", "None", "a torch.Tensor"."""
+    if source is None:
+        return "None"
+    kind = type(source)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
 
 
 def _exif_upright(image: Image.Image) -> Image.Image:
@@ -136,34 +163,79 @@ def _grey(image: Image.Image) -> np.ndarray:
     luma = np.asarray(rgba.convert("L"), np.float32) / 255
     if rgba.getchannel("A").getextrema() == (255, 255):  # opaque, as a canvas on a white fill
         return luma
-    alpha = np.asarray(rgba.getchannel("A"), np.float32) / 255
+    return _over_paper(luma, np.asarray(rgba.getchannel("A"), np.float32) / 255)
+
+
+def _over_paper(luma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Transparent pixels onto paper: white, or black when the visible strokes are light.
+
+    Light strokes on a mostly transparent canvas were drawn for a dark page: show them on black.
+    Anything else goes on white paper, as a browser displays it.
+    """
     visible = alpha > 0.5
-    # Light strokes on a mostly transparent canvas were drawn for a dark page: show them on
-    # black. Anything else goes on white paper, as a browser displays it.
     light_strokes = 0 < visible.mean() < 0.5 and np.median(luma[visible]) > 0.5
     paper = 0.0 if light_strokes else 1.0
     return luma * alpha + paper * (1 - alpha)
 
 
-def as_grey(source: str | os.PathLike | bytes | np.ndarray) -> np.ndarray:
-    """Return (H, W) float32 grey levels in [0, 1]: decoded, or a checked copy of an array."""
-    if not isinstance(source, np.ndarray):
+def as_grey(source: Source) -> np.ndarray:
+    """(H, W) float32 grey levels in [0, 1], from any way a person holds an image.
+
+    Args:
+        source: an image file's path or bytes (decode_image); a PIL image (EXIF orientation and
+            transparency handled as for a file); or a NumPy array, grey (H, W) or (H, W, 1), RGB
+            (H, W, 3) or RGBA (H, W, 4), uint8 0..255 or float 0..1. OpenCV's BGR arrays are
+            passed as `img[..., ::-1]` (BGRA as `img[..., [2, 1, 0, 3]]`).
+
+    Raises:
+        ImageError: as decode_image; an array of another shape, dtype or range; anything else.
+    """
+    if isinstance(source, np.ndarray):
+        return _array_grey(source)
+    if isinstance(source, Image.Image):
+        return _pillow_grey(source, "<PIL image>")
+    if isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
         return decode_image(source)
-    array = source[..., 0] if source.ndim == 3 and source.shape[2] == 1 else source
-    if array.ndim != 2 or array.size == 0:
-        raise ImageError(f"Image array must be (H, W) grey levels, got shape {source.shape}.")
-    if array.size > MAX_PIXELS:
-        raise ImageError(f"Image array has {array.size:,} pixels, over the limit of {MAX_PIXELS:,}.")
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255
-    if not np.issubdtype(array.dtype, np.floating):
-        raise ImageError(f"Image array must be uint8 0..255 or float 0..1, got {array.dtype}.")
-    grey = array.astype(np.float32)
-    if not np.isfinite(grey).all():
-        raise ImageError("Image array of floats must hold grey levels in [0, 1], got NaN or inf.")
-    if grey.min() < 0 or grey.max() > 1:
+    raise ImageError(
+        f"An image is a file path, the file's bytes, a PIL image or a NumPy array, not {_kind(source)}"
+        + ("; pixel values in a list are made an array with np.asarray(pixels, np.uint8)."
+           if isinstance(source, (list, tuple)) else ".")
+    )
+
+
+def _array_grey(array: np.ndarray) -> np.ndarray:
+    """Grey levels of a checked array: grey, RGB or RGBA, uint8 or float in [0, 1]."""
+    shape = array.shape
+    if array.ndim == 3 and shape[2] in _CHANNELS and min(shape[:2]) > 0:
+        channels = shape[2]
+    elif array.ndim == 2 and array.size:
+        channels = 1
+    else:
         raise ImageError(
-            f"Image array of floats must hold grey levels in [0, 1], got {grey.min():g} to "
-            f"{grey.max():g}."
+            f"Image array must be grey (H, W), RGB (H, W, 3) or RGBA (H, W, 4), channels last, got shape "
+            f"{shape}; give several images as a list of arrays."
         )
-    return grey
+    if shape[0] * shape[1] > MAX_PIXELS:
+        raise ImageError(f"Image array has {shape[0] * shape[1]:,} pixels, over the limit of {MAX_PIXELS:,}.")
+    if array.dtype == np.uint8:
+        planes = [array[..., k] if array.ndim == 3 else array for k in range(channels)]
+        planes = [plane.astype(np.float32) / 255 for plane in planes]
+    elif np.issubdtype(array.dtype, np.floating):
+        planes = [(array[..., k] if array.ndim == 3 else array).astype(np.float32) for k in range(channels)]
+        if not all(np.isfinite(plane).all() for plane in planes):
+            raise ImageError("Image array of floats must hold grey levels in [0, 1], got NaN or inf.")
+        low, high = min(float(p.min()) for p in planes), max(float(p.max()) for p in planes)
+        if low < 0 or high > 1:
+            raise ImageError(
+                f"Image array of floats must hold grey levels in [0, 1], got {low:g} to {high:g}"
+                + ("; divide 0..255 values by 255." if high <= 255 and low >= 0 else ".")
+            )
+    else:
+        hint = "; convert 0..255 integers with .astype(np.uint8)" if np.issubdtype(array.dtype, np.integer) else ""
+        raise ImageError(f"Image array must be uint8 0..255 or float 0..1, got {array.dtype}{hint}.")
+    if channels == 1:
+        return planes[0]
+    luma = planes[0] * np.float32(_LUMA[0]) + planes[1] * np.float32(_LUMA[1]) + planes[2] * np.float32(_LUMA[2])
+    if channels == 3 or planes[3].min() == 1:
+        return luma
+    return _over_paper(luma, planes[3])

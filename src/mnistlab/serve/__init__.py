@@ -1,10 +1,10 @@
-"""The web server: a drawing page and an HTTP API over one run's model.
+"""The web server: a drawing page and an HTTP API over the shipped reader or one run's model.
 
-    mnistlab serve runs/<name> [--port 0]    # prints the URL; the API is described at <URL>docs
+    mnistlab serve [runs/<name>] [--port 0]   # prints the URL; the API is described at <URL>docs
 
-`serve` chooses the model (the run's model.onnx through ONNX Runtime when there is one, so Keras
-and TensorFlow are never imported and the first answer comes within ~2 s; else the Keras model),
-binds the socket, prints the URL and runs uvicorn. `app.create_app` builds the FastAPI app from
+`serve` chooses the model (the shipped reader, or the run's model.onnx, through ONNX Runtime, so
+Keras and TensorFlow are never imported and the first answer comes within ~2 s; else the run's
+Keras model), binds the socket, prints the URL and runs uvicorn. `app.create_app` builds the FastAPI app from
 any Predictor; `requests.Limits` bounds what a request may cost.
 """
 
@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from mnistlab.errors import MnistlabError
-from mnistlab.predict import DEFAULT_MIN_CONFIDENCE, load_predictor
+from mnistlab.predict import DEFAULT_MIN_CONFIDENCE, load_predictor, model_name
 from mnistlab.runs import RunDir
 from mnistlab.runtimes import onnx_model
 from mnistlab.serve.app import create_app
@@ -90,41 +90,47 @@ def build_server(app: FastAPI, limits: Limits = DEFAULT_LIMITS) -> uvicorn.Serve
     return uvicorn.Server(config)
 
 
+# Where the page's corrections go when the shipped reader is served (the package's own folder is
+# no place to write): a folder in the current directory, as the start-up line says.
+READER_CORRECTIONS = Path("corrections")
+
+
 def serve(
-    run: str | os.PathLike,
+    run: str | os.PathLike | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     corrections: str | os.PathLike | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> None:
-    """Serve a run's model until interrupted; prints the URL once the model is loaded.
+    """Serve the shipped reader or a run's model until interrupted; prints the URL once the model
+    is loaded.
 
     Args:
-        run: a run folder written by `mnistlab train`.
+        run: a run folder written by `mnistlab train`; None for the reader shipped with mnistlab.
         host, port: where to listen; 127.0.0.1 is this machine only, port 0 a free port.
         min_confidence: below this calibrated probability the status is "unsure".
-        corrections: where corrections are stored; RUN/corrections by default.
+        corrections: where corrections are stored; RUN/corrections by default, or
+            READER_CORRECTIONS (./corrections) for the shipped reader.
         limits: sizes, counts and timeouts per request.
 
     Raises:
-        RunError, ServeError: the model cannot be loaded or the address cannot be listened on.
+        RunError, ExportError, ServeError: the model cannot be loaded or the address cannot be
+            listened on.
     """
     sock = bind(host, port)  # first: a taken port is told before seconds of model loading
     try:
-        predictor, runtime = load_predictor(run, min_confidence)
+        predictor = load_predictor(run, min_confidence)
     except BaseException:
         sock.close()
         raise
-    app = create_app(
-        predictor,
-        corrections if corrections is not None else RunDir(Path(run)).corrections,
-        run_name=Path(run).resolve().name,
-        runtime=runtime,
-        limits=limits,
-    )
+    if corrections is None:
+        corrections = READER_CORRECTIONS if run is None else RunDir(Path(run)).corrections
+    app = create_app(predictor, corrections, run_name=model_name(run), limits=limits)
     url = url_of(sock)
-    print(f"serving {run} ({runtime}) at {url}  (API docs at {url}docs; Ctrl-C stops)", flush=True)
+    served = "the shipped reader" if run is None else run
+    print(f"serving {served} ({predictor.runtime}) at {url}  (API docs at {url}docs; corrections go to "
+          f"{corrections}; Ctrl-C stops)", flush=True)
     build_server(app, limits).run(sockets=[sock])
 
 

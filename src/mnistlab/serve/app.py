@@ -12,7 +12,10 @@ Routes (every refusal is a 4xx with the body {"error": "<one line>"}, never a 50
     GET  /v1/model        what is serving: run, runtime, temperature, threshold, limits
     GET  /healthz         {"status": "ok"}
 
-Statuses: 400 malformed input (an image that does not decode included), 404/405 no such route or
+Each answer has a status an app can rely on (openapi.STATUS_MEANING): "ok", "unsure" (below the
+minimum confidence; for a number, its joint confidence), or "no_digit" (digit and confidence null).
+
+HTTP statuses: 400 malformed input (an image that does not decode included), 404/405 no such route or
 method, 408 body too slow to arrive, 413 too many bytes or pixels, 415 neither multipart nor JSON,
 503 busy or out of time, 507 corrections folder full. Every limit is a field of Limits.
 
@@ -52,7 +55,7 @@ from mnistlab.data import (
 from mnistlab.errors import MnistlabError
 from mnistlab.predict import Predictor
 from mnistlab.serve.corrections import CorrectionStore, StoreFull
-from mnistlab.serve.openapi import request_body
+from mnistlab.serve.openapi import predictions_response, reading_response, request_body
 from mnistlab.serve.requests import (
     DEFAULT_LIMITS,
     ApiError,
@@ -116,7 +119,7 @@ def create_app(
     corrections_dir: str | os.PathLike,
     *,
     run_name: str = "",
-    runtime: str = "keras",
+    runtime: str | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> FastAPI:
     """The FastAPI app serving one predictor.
@@ -124,10 +127,12 @@ def create_app(
     Args:
         predictor: the model, its temperature and threshold.
         corrections_dir: where POST /v1/corrections stores images (created on first use).
-        run_name: what GET /v1/model calls the model.
-        runtime: "onnx" or "keras"; a Keras model is run by one thread at a time.
+        run_name: what GET /v1/model calls the model ("reader" for the shipped one).
+        runtime: "onnx" or "keras" (default: the predictor's); a Keras model is run by one thread
+            at a time.
         limits: sizes, counts and timeouts per request.
     """
+    runtime = runtime or predictor.runtime
     app = FastAPI(
         title="mnistlab",
         version=__version__,
@@ -162,12 +167,14 @@ def create_app(
             "mnistlab": __version__,
         }
 
-    @app.post("/v1/predict", summary="The digit in each image", openapi_extra=request_body(many=True))
+    @app.post("/v1/predict", summary="The digit in each image",
+              openapi_extra={**request_body(many=True), **predictions_response()})
     async def predict(request: Request) -> dict[str, Any]:
         uploads, _ = await parse_request(request, limits, extra_fields=())
         return {"predictions": await work.run(_predict, predictor, some_images(uploads, limits))}
 
-    @app.post("/v1/read", summary="The multi-digit number written in one image", openapi_extra=request_body())
+    @app.post("/v1/read", summary="The multi-digit number written in one image",
+              openapi_extra={**request_body(), **reading_response()})
     async def read(request: Request) -> dict[str, Any]:
         uploads, _ = await parse_request(request, limits, extra_fields=())
         return await work.run(_read, predictor, one_image(uploads))

@@ -6,6 +6,7 @@ as model input, and for a fine-tune with replay, batches that mix in MNIST.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ import keras
 import numpy as np
 
 from mnistlab.config import Config, TrainConfig
-from mnistlab.data import MnistArrays, one_hot, preprocess_images
+from mnistlab.data import DigitSet, MnistArrays, load_digit_set, one_hot, preprocess_images
 
 
 def split_train_val(
@@ -31,11 +32,26 @@ def split_train_val(
 
 
 def training_split(data: MnistArrays | Any, t: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The run's slice of the training set (train_limit), split into fit and validation parts."""
+    """The run's slice of the training set (train_limit), split into fit and validation parts,
+    each with the same share of every extra_train digit set added at its end."""
     x_all, y_all = data.x_train, data.y_train
     if t.train_limit:
         x_all, y_all = x_all[: t.train_limit], y_all[: t.train_limit]
-    return split_train_val(x_all, y_all, t.validation_split)
+    parts = [split_train_val(x_all, y_all, t.validation_split)]
+    for source in t.extra_train:
+        extra = extra_digits(source, t.offline, t.verbose > 0)
+        parts.append(split_train_val(extra.x_train, extra.y_train, t.validation_split))
+    if len(parts) == 1:
+        return parts[0]
+    x_fit, y_fit, x_val, y_val = (np.concatenate(arrays) for arrays in zip(*parts))
+    return x_fit, y_fit.astype(y_all.dtype), x_val, y_val.astype(y_all.dtype)
+
+
+@functools.lru_cache(maxsize=4)
+def extra_digits(source: str, offline: bool, progress: bool) -> DigitSet:
+    """An extra_train digit set, MNIST-normalised (load_digit_set); read once per process, since
+    a run asks for its split twice (to fit, then to calibrate) and an ensemble once per member."""
+    return load_digit_set(source, offline=offline, progress=progress)
 
 
 class ReplayBatches(keras.utils.PyDataset):

@@ -1,5 +1,7 @@
 // The drawing page: strokes on a canvas -> POST /v1/predict (debounced) -> digit, top-3 and the
 // 28x28 the model saw; "Send correction" -> POST /v1/corrections. No libraries, no build step.
+// It says nothing until there is ink worth reading: a tap is never sent, and a "no_digit" answer
+// shows no digit, confidence, top-3 or preview.
 "use strict";
 
 const SIZE = 280; // canvas pixels; the CSS size may differ, pointer positions are scaled to it
@@ -7,7 +9,11 @@ const SIZE = 280; // canvas pixels; the CSS size may differ, pointer positions a
 // 70 % of the canvas, so 0.7 * 0.115 of its side.
 const STROKE = 0.08 * SIZE;
 const DEBOUNCE_MS = 150;
-const STATUS_TEXT = { ok: "Sure.", unsure: "Unsure.", no_digit: "No digit found." };
+// A tap or a speck is no digit: while the strokes span less than this (the longer side of their
+// box, in canvas pixels) the page waits for more ink instead of asking the server. A digit drawn
+// here spans about 70 % of the canvas; even a short "1" spans more than a tenth of it.
+const MIN_EXTENT = 0.1 * SIZE;
+const STATUS_TEXT = { ok: "Sure.", unsure: "Unsure.", no_digit: "Keep drawing: no digit yet." };
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("canvas");
@@ -75,6 +81,19 @@ function changed() {
   $("correct-status").textContent = "";
 }
 
+function extent() {
+  let [left, top, right, bottom] = [Infinity, Infinity, -Infinity, -Infinity];
+  for (const stroke of strokes) {
+    for (const [x, y] of stroke) {
+      left = Math.min(left, x);
+      top = Math.min(top, y);
+      right = Math.max(right, x);
+      bottom = Math.max(bottom, y);
+    }
+  }
+  return strokes.length ? Math.max(right - left, bottom - top) : 0;
+}
+
 function drawing() {
   return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
 }
@@ -85,6 +104,10 @@ async function predict() {
   inflight = null;
   if (!strokes.length) {
     show(null);
+    return;
+  }
+  if (extent() < MIN_EXTENT) {
+    show({ status: "no_digit" });
     return;
   }
   const controller = (inflight = new AbortController());
@@ -102,7 +125,8 @@ async function predict() {
 }
 
 function show(p) {
-  const found = p && p.status !== "no_digit";
+  // No digit means no answer at all: an app (and this page) never shows a no_digit's numbers.
+  const found = Boolean(p && p.status !== "no_digit" && p.digit !== null);
   $("digit").textContent = found ? String(p.digit) : "–";
   $("confidence").textContent = found ? `${Math.round(p.confidence * 100)} %` : "";
   const status = $("status");
@@ -127,8 +151,8 @@ function show(p) {
     list.append(item);
   }
   const preview = $("preview");
-  preview.hidden = !p;
-  if (p) preview.src = `data:image/png;base64,${p.input_png}`;
+  preview.hidden = !found;
+  if (found) preview.src = `data:image/png;base64,${p.input_png}`;
   answer.setAttribute("aria-busy", "false");
 }
 
