@@ -26,6 +26,7 @@ from mnistlab.data import (
     decode_image,
     images,
     ink,
+    paper,
     prepare_image,
     segment,
     segment_digits,
@@ -237,8 +238,8 @@ def test_background_of_a_clean_canvas_is_its_paper(mnist):
     # it would be) finds that level everywhere, the strokes being narrower than its window.
     for index in SAMPLE:
         work = upscale(mnist.x_test[index], 10).astype(np.float32) / 255  # light ink on dark
-        window = min(work.shape) * ink._BACKGROUND_FRACTION
-        assert ink._background(work, window) == 0.0
+        window = min(work.shape) * paper.BACKGROUND_FRACTION
+        assert paper.background(work, window) == 0.0
         opening = ndi.grey_opening(work, size=round(window), mode="nearest")
         assert np.abs(opening).max() < 1 / 255
 

@@ -12,7 +12,8 @@ output can follow the same path. `digitsets` reads labelled digits from other so
 fine-tuning (`usps`, the UCI digits, folders of images as `folders` reads them, .npz files in
 `digitarrays`: `load_digit_set`), MNIST-normalised by the same functions
 (`normalise_digit` for clean scans). What users need of these modules is importable from here;
-`ink` (finding the ink in grey levels, with `fastops` for speed) serves `images` and `segment`.
+`ink` (finding the ink in grey levels, with `paper` for the paper under it: polarity, shading,
+noise, rulings; and `fastops` for speed) serves `images` and `segment`.
 """
 
 import importlib

@@ -2,11 +2,12 @@
 
     python -c "from mnistlab.data import decode, ink; print(ink.find_ink(decode.as_grey('seven.jpg')).boxes)"
 
-`find_ink` tells the ink's polarity from the border, removes shadows and paper texture with a
-large-scale background estimate, thresholds, labels the pieces and drops specks and page edges;
+`find_ink` tells the ink's polarity, removes shadows and shading with a large-scale estimate of
+the paper (`paper`), thresholds where the ink stands out from the paper's noise, erases the lines
+of ruled and grid paper, labels the pieces and drops specks, page edges and shading left over;
 it gives an `Ink` at a working scale, which `images` renders as MNIST digits (`segment` too,
 several). For speed a clean canvas's ink is found at half its resolution, and the filters work
-in the ink's box (`fastops`).
+in the ink's box (`fastops`). `benchmarks/ink.py` measures it on faint, thin and ruled pages.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
-from mnistlab.data import fastops
+from mnistlab.data import fastops, paper
 
 # MNIST scaled each digit so its longer side fits 20x20 (aspect kept), then centred it by mass in
 # 28x28: 4 pixels of margin on each side when centred. Every MNIST test digit's nonzero pixels
@@ -30,32 +31,27 @@ DIGIT_BOX = 20
 # for its 20-pixel box, and it bounds the time of the filters on 40-megapixel photos.
 _WORK_SIZE = 640
 
-# Percent of pixels in each tail compared with the border's level to tell polarity, in turn.
-_POLARITY_TAILS = (0.5, 0.1, 0.0)
-# Shorter side (px) below which there is no room for a local background estimate: the border's
-# median stands in. Also the size from which ink is smoothed before thresholding.
-_SMALL = 64
-# An image whose outermost pixels all lie this close to the border's median (2 of 255 levels)
-# is a clean canvas.
-_FLAT = 2 / 255
 # A clean canvas's ink is found at half the resolution when its largest piece spans this many
 # pixels there (3 times the 20-px box) and its strokes are this wide (2 px and a margin).
 _HALF_EXTENT = 3 * DIGIT_BOX
 _HALF_STROKE = 3.0
-# The first background estimate is a grey opening this fraction of the shorter side wide: three
-# times the widest strokes in the development set (0.11 of the side, marker on a canvas), and
-# narrower than most shadows.
-_BACKGROUND_FRACTION = 1 / 3
 # The second estimate's window, in stroke widths: wider than a stroke with margin for the blobs
 # where strokes cross.
 _BACKGROUND_STROKES = 4
 # Paper brightness below which a shadow is not divided out any further (noise would explode).
 _DARKEST_PAPER = 0.1
-# Ink must differ from paper by this much of the grey range (13 of 255 levels) ...
-_MIN_CONTRAST = 0.05
-# ... and by this many standard deviations of the paper: pure noise split by Otsu gives 2.7
-# (Gaussian) to 3.5 (uniform); the lowest in the development set is 10 (a blurred photo).
+# Ink must differ from paper by paper.MIN_CONTRAST, and by this many standard deviations of the
+# paper's noise (paper.noise where the ink is, on a photo): pure noise split by Otsu gives 2.7
+# (Gaussian) to 3.5 (uniform); the lowest in the development sets is 13 (a photo).
 _MIN_SNR = 6.0
+# Where the paper is not one level and Otsu's threshold over the whole page is less than this
+# many standard deviations of the paper's noise above its level, it split the noise: a thin faint
+# stroke is too few pixels (benchmarks/ink.py: 120-grey pencil on shaded paper). Otsu's threshold
+# is then computed near the pixels _CANDIDATE_SNR standard deviations above the paper (or the top
+# 0.1 %, if fewer), grown by _CANDIDATE_REACH pixels.
+_NOISE_SPLIT = 4.0
+_CANDIDATE_SNR = 10.0
+_CANDIDATE_REACH = 2
 # The largest piece of ink must hold this share of all of it (salt-and-pepper noise: < 1 %; a
 # 20-digit number: 5 %) and span this many working pixels, or this share of the longer side.
 _MIN_SHARE = 0.05
@@ -102,17 +98,17 @@ class Ink:
 def find_ink(grey: np.ndarray) -> Ink | None:
     """Find digit ink in grey levels; None for a blank page or noise."""
     work, scale = _shrink(grey)
-    inverted = _is_dark_on_light(work)
+    inverted = paper.is_dark_on_light(work)
     if inverted:
         work = 1 - work
-    background = _background(work, min(work.shape) * _BACKGROUND_FRACTION)
+    background = paper.background(work, min(work.shape) * paper.BACKGROUND_FRACTION)
     # On a clean canvas, whose paper has one level, the ink is found on a copy half the size
     # (its statistics do not change with the resolution there: the paper is 0) and the digit is
     # rendered from this one (`images`). Half the time of a 280-px drawing, and the same digit
     # within 2 grey levels on the development drawings (at worst 0.999 correlated on 190 MNIST
     # test digits drawn 280 px wide). Not where the copy would lose ink: a digit under three box
     # widths there, strokes under 3 px, or none found.
-    if isinstance(background, float) and min(work.shape) >= 2 * _SMALL:
+    if isinstance(background, float) and min(work.shape) >= 2 * paper.SMALL:
         size = (round(work.shape[1] / 2), round(work.shape[0] / 2))
         half = np.asarray(Image.fromarray(work).resize(size, Image.Resampling.BILINEAR))
         ink = _ink_at(half, background, inverted, grey.shape[0] / half.shape[0], grey.shape)
@@ -129,7 +125,7 @@ def _ink_at(
     decoded_shape: tuple[int, int],
 ) -> Ink | None:
     """Find digit ink in work (light ink on dark) with background removed (see find_ink)."""
-    window = min(work.shape) * _BACKGROUND_FRACTION
+    window = min(work.shape) * paper.BACKGROUND_FRACTION
     found = _separate(work, background, inverted)
     if found is None:
         return None
@@ -139,7 +135,7 @@ def _ink_at(
         # Again with a window a few strokes wide: it follows shadows and shading more closely
         # (what a wide one leaves at a shadow's edge can pass for ink). A background that is
         # one level for all would come out the same.
-        found = _separate(work, _background(work, _BACKGROUND_STROKES * width), inverted)
+        found = _separate(work, paper.background(work, _BACKGROUND_STROKES * width), inverted)
         if found is None:
             return None
         kept_mask = fastops.labels_mask(found.strokes, found.kept)
@@ -181,6 +177,8 @@ def _ink_at(
     touching[faint[near_strokes > 0]] = True
     touching[0] = False
     attached = touching[faint]
+    if not attached.any():  # no pixel above the paper's floor: what passed was smoothing's
+        return None
     owner = np.zeros(strokes.shape, np.int32)
     owner[around][attached] = 1 if single else near_strokes[rows[attached], cols[attached]]
     full_level = np.zeros(strokes.shape, np.float32)
@@ -218,9 +216,9 @@ def _paper_statistics(signal: np.ndarray, confident: np.ndarray) -> tuple[float,
     lit = int(np.count_nonzero(signal)) - int(np.count_nonzero(signal[confident]))
     if paper_count - lit > paper_count // 2:
         return 0.0, 0.0
-    paper = signal[~confident]
-    median = float(fastops.median(paper))
-    return median, 1.4826 * float(fastops.median(np.abs(paper - median)))
+    values = signal[~confident]
+    median = float(fastops.median(values))
+    return median, 1.4826 * float(fastops.median(np.abs(values - median)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -228,7 +226,7 @@ class _Separation:
     """Ink told from paper at working scale, light on dark."""
 
     signal: np.ndarray  # float32 grey levels minus the background estimate, >= 0
-    threshold: float  # Otsu's level on the smoothed signal
+    threshold: float  # Otsu's level on the smoothed signal (_threshold)
     strokes: np.ndarray  # int32 label of each confident component (8-connected), 0 for paper
     areas: np.ndarray  # pixels per label, index 0 for paper
     kept: list[int]  # labels that are not specks or page edges
@@ -239,7 +237,7 @@ class _Separation:
 def _separate(
     work: np.ndarray, background: np.ndarray | float, inverted: bool
 ) -> _Separation | None:
-    """Remove the background (_background), threshold, label components.
+    """Remove the background (paper.background), threshold, erase rulings, label components.
 
     Args:
         work: grey levels at working scale, light ink on dark.
@@ -248,25 +246,41 @@ def _separate(
             the ink's contrast.
 
     Returns None for a blank page or noise: too little contrast between the two sides of the
-    threshold, or ink made of many similar small pieces, or too small to be a digit.
+    threshold, or ink made of many similar small pieces, or too small to be a digit, once page
+    edges and shading (paper.shading) are left out.
     """
     signal = _signal(work, background, inverted)
     # Smoothing only for the decision of what is ink: noise loses amplitude, strokes wider than
     # the kernel keep theirs. Grey levels themselves stay unsmoothed.
-    sigma = min(work.shape) / 400 if min(work.shape) >= _SMALL else 0
+    sigma = min(work.shape) / 400 if min(work.shape) >= paper.SMALL else 0
     smooth = fastops.gaussian_filter(signal, sigma) if sigma else signal
-    threshold = _otsu(smooth)
+    threshold, spread = _threshold(smooth)
     confident = smooth > threshold
+    if not isinstance(background, float):  # paper that is not one level: it may be ruled
+        lines = paper.find_lines(confident)
+        if lines:
+            signal = paper.erase_lines(signal, lines)
+            smooth = fastops.gaussian_filter(signal, sigma) if sigma else signal
+            threshold, spread = _threshold(smooth)
+            confident = smooth > threshold
     if not confident.any() or confident.all():
         return None
-    paper, ink = smooth[~confident], smooth[confident]
-    contrast = ink.mean() - paper.mean()
-    if contrast < _MIN_CONTRAST or contrast < _MIN_SNR * paper.std():
+    below, above = smooth[~confident], smooth[confident]
+    contrast = above.mean() - below.mean()
+    # The paper's spread where the ink is, where known (shadows amplify it, texture varies).
+    noise = below.std() if spread is None else float(spread[confident].mean())
+    if contrast < paper.MIN_CONTRAST or contrast < _MIN_SNR * noise:
         return None
     strokes, count, slices = fastops.label(confident)
     areas = np.bincount(strokes.ravel(), minlength=count + 1)
     edges = _page_edges(strokes, areas, slices)
     candidates = [label for label in range(1, count + 1) if label not in edges]
+    if candidates and not isinstance(background, float):
+        # Shading, among the pieces that are not specks beside the largest: they are few.
+        largest = max(areas[candidates])
+        pieces = [label for label in candidates if areas[label] >= _SPECK_FRACTION * largest]
+        shaded = paper.shading(work, background, strokes, count, pieces)
+        candidates = [label for label in candidates if label not in shaded]
     if not candidates:
         return None
     largest = max(candidates, key=lambda label: areas[label])
@@ -306,42 +320,25 @@ def _shrink(grey: np.ndarray) -> tuple[np.ndarray, float]:
     return work, grey.shape[0] / work.shape[0]
 
 
-def _border(grey: np.ndarray) -> np.ndarray:
-    """Return the pixels of the outer ring, 1/20 of the shorter side deep (at least one)."""
-    depth = max(1, min(grey.shape) // 20)
-    return np.concatenate([
-        grey[:depth].ravel(), grey[-depth:].ravel(),
-        grey[depth:-depth, :depth].ravel(), grey[depth:-depth, -depth:].ravel(),
-    ])
+def _threshold(smooth: np.ndarray) -> tuple[float, np.ndarray | None]:
+    """Return Otsu's level for a smoothed signal, and the paper's noise per pixel where known.
 
-
-def _is_dark_on_light(grey: np.ndarray) -> bool:
-    """Tell the polarity: does the ink (the far tail from the border's level) lie below it?"""
-    paper = float(fastops.median(_border(grey)))
-    # The most robust tails that decide: 0.5 % of the pixels ignores specks and highlights, but
-    # a thin pen line or a small digit on a large page may cover less, down to a few pixels.
-    for percent in _POLARITY_TAILS:
-        darkest, lightest = fastops.percentiles(grey, [percent, 100 - percent])
-        difference = (paper - darkest) - (lightest - paper)
-        if abs(difference) > _MIN_CONTRAST:
-            break
-    return bool(difference > 0)
-
-
-def _background(work: np.ndarray, window: float) -> np.ndarray | float:
-    """Estimate paper (light ink on dark): shading, shadows and page beyond the edge included."""
-    paper = float(fastops.median(_border(work)))
-    # No room for a local estimate, or a clean canvas: the border's level. A canvas is clean
-    # when its outermost pixels are all at that level (strokes may reach into the border, seldom
-    # to the edge); an opening gives that level everywhere then, unless there is a shadow
-    # within or a blob of ink wider than the window.
-    edge = np.concatenate([work[0], work[-1], work[1:-1, 0], work[1:-1, -1]])
-    if min(work.shape) < _SMALL or np.abs(edge - paper).max() <= _FLAT:
-        return paper
-    # A grey opening removes every bright structure narrower than its window (strokes) and keeps
-    # wider ones (shadows, gradients, a dark table beyond the page) with their edges sharp.
-    size = max(3, round(window))
-    return ndi.grey_opening(work, size=(size, size), mode="nearest")
+    Over the whole image, unless that level lies within the paper's noise (_NOISE_SPLIT): a
+    thin faint stroke is then too few pixels for Otsu's method, which splits the noise. Then near
+    the pixels that stand out from the paper's noise (_CANDIDATE_SNR), where the ink is a fair
+    share of what is split.
+    """
+    threshold = _otsu(smooth)
+    if 2 * np.count_nonzero(smooth) <= smooth.size or min(smooth.shape) < paper.SMALL:
+        return threshold, None  # a clean canvas (paper at exactly 0) or no room for blocks
+    level, spread = paper.noise(smooth)
+    typical = float(fastops.median(level.ravel())) + _NOISE_SPLIT * float(fastops.median(spread.ravel()))
+    if threshold >= typical:
+        return threshold, spread
+    score = (smooth - level) / np.maximum(spread, 1e-6)
+    candidates = score >= min(_CANDIDATE_SNR, fastops.percentiles(score, [99.9])[0])
+    near = ndi.binary_dilation(candidates, iterations=_CANDIDATE_REACH)
+    return _otsu(smooth[near]), spread
 
 
 def _otsu(values: np.ndarray) -> float:
