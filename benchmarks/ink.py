@@ -31,7 +31,7 @@ and 100 px tall), ruled (lined, grid, dark grid), light (gradient, hard shadow, 
 The table gives every condition; the summary the share of pages per group and over all readable
 pages. Ends with one JSON line of every figure. The default sweep (92 conditions x 20 digits)
 takes about two minutes on 2 cores; --big (finer steps, every paper in every light, 50 digits)
-about ten.
+about twelve.
 """
 
 from __future__ import annotations
