@@ -334,17 +334,20 @@ def test_corrections_store_is_a_digit_set(mnist, tmp_path):
 @pytest.mark.parametrize(
     "rows, message",
     [
-        (["a.png,3", "missing.png,4"], "line 2 names missing.png, which is not a file"),
         (["file,label", "a.png,12"], "line 2 gives label '12'"),
         (["a.png,3", "a.png"], r"line 2 is not a `file,label` row"),
         (["a.png,3", "b.png,4,extra"], "line 2 is not a `file,label` row"),
         (["a.png,3", "a.png,3"], "line 2 lists a.png again"),
         (["a.png,3", "../b.png,4"], r"line 2 names \.\./b\.png, which is outside"),
+        (["a.png,3", "/etc/passwd,4"], r"line 2 names /etc/passwd, which is outside"),
+        (["a.png,3", "sub/../../b.png,4"], r"line 2 names sub/\.\./\.\./b\.png, which is outside"),
+        (["a.png,3", "sub,4"], r"line 2 names sub, which is a folder, not a regular file"),
     ],
 )
 def test_bad_labels_csv_rows_are_named(mnist, tmp_path, rows, message):
     for name in ("a.png", "b.png"):
         (tmp_path / name).write_bytes(png(mnist.x_test[0]))
+    (tmp_path / "sub").mkdir()
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     with pytest.raises(DataError, match=message):
         load_digit_set(tmp_path)
@@ -373,6 +376,66 @@ def test_lenient_labelled_images_leave_bad_rows_out_and_say_why(tmp_path):
     assert "outside" in found.skipped[0] and "again" in found.skipped[1]
     with pytest.raises(DataError, match="line 3 names ../a.png, which is outside"):
         labelled_images(tmp_path)
+
+
+def test_a_link_out_of_the_folder_is_outside_it(mnist, tmp_path):
+    """A table reads what lies in its folder: a symbolic link (or a linked sub-folder) pointing
+    out is refused like ../, strictly or by leaving its row out; a link within the folder is read."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(png(mnist.x_test[0]))
+    folder = tmp_path / "set"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png(mnist.x_test[0]))
+    (folder / "within.png").symlink_to(folder / "a.png")
+    (folder / "out.png").symlink_to(outside / "secret.png")
+    (folder / "linked").symlink_to(outside, target_is_directory=True)
+    (folder / "labels.csv").write_text("a.png,3\nwithin.png,3\nout.png,4\nlinked/secret.png,5\n")
+    with pytest.raises(DataError, match="line 3 names out.png, which is outside"):
+        labelled_images(folder)
+    found = labelled_images(folder, strict=False)
+    assert found.images == [(folder / "a.png", 3), (folder / "within.png", 3)]
+    assert ["outside" in reason for reason in found.skipped] == [True, True]
+
+
+def test_missing_files_of_a_table_are_named(tmp_path):
+    (tmp_path / "3").mkdir()
+    (tmp_path / "3" / "a.png").write_bytes(b"not decoded here")
+    (tmp_path / "labels.csv").write_text("file,label\n3/a.png,3\n4/gone.png,4\n")
+    with pytest.raises(DataError, match=r"line 3 names 4/gone\.png, which is missing from .* \(moved or deleted"):
+        labelled_images(tmp_path)
+    found = labelled_images(tmp_path, missing_ok=True)
+    assert (found.images, found.missing, found.skipped) == ([(tmp_path / "3" / "a.png", 3)], ["4/gone.png"], [])
+    (tmp_path / "3" / "a.png").unlink()
+    with pytest.raises(DataError, match=r"every file it lists is missing: 3/a\.png and 1 more\)"):
+        labelled_images(tmp_path, missing_ok=True)
+
+
+def test_corrections_whose_images_were_moved_away_still_fine_tune(mnist, tmp_path, capsys):
+    """The server advises moving a full store's images away; the rows they leave behind in
+    labels.csv are skipped with one warning line, not an error."""
+    store = CorrectionStore(tmp_path, max_files=100, max_bytes=10_000_000)
+    names = [store.add(png(mnist.x_test[row]), int(mnist.y_test[row])) for row in per_class(mnist, 3)]
+    moved = tmp_path.parent / "moved"
+    moved.mkdir()
+    for name in names[::3]:  # one image of each digit
+        (tmp_path / name).rename(moved / Path(name).name)
+    digit_set = load_digit_set(tmp_path)
+    assert len(digit_set.y_train) + len(digit_set.y_test) == 2 * NUM_CLASSES
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith("warning: 10 images that ")
+    assert "labels.csv lists are missing" in warnings[0] and "using the other 20" in warnings[0]
+    for name in names:  # every image gone: nothing to fine-tune on is an error
+        (tmp_path / name).unlink(missing_ok=True)
+    with pytest.raises(DataError, match="holds no images listed in its labels.csv .every file it lists is missing"):
+        load_digit_set(tmp_path)
+
+
+def test_fine_tuning_is_strict_about_other_bad_rows(mnist, tmp_path):
+    (tmp_path / "a.png").write_bytes(png(mnist.x_test[0]))
+    (tmp_path / "labels.csv").write_text("a.png,3\ngone.png,4\na.png,5\n")
+    with pytest.raises(DataError, match="line 3 lists a.png again"):
+        load_digit_set(tmp_path)
 
 
 def test_undecodable_image_is_named(mnist, tmp_path):

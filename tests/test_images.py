@@ -343,7 +343,7 @@ def test_unusable_files_raise_one_line(tmp_path, recwarn, content, words):
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(ImageError, match="does not exist"):
         prepare_image(tmp_path / "nope.png")
-    with pytest.raises(ImageError, match="could not be read"):
+    with pytest.raises(ImageError, match="is a folder, not a regular file"):
         decode_image(tmp_path)
 
 

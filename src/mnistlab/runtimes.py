@@ -195,8 +195,9 @@ def load_keras(run: str | os.PathLike) -> tuple[Any, float]:
     """A run folder's Keras model (safe mode) and the temperature fitted at training.
 
     Raises:
-        RunError: no such run, a model that cannot be loaded or that does not take MNIST's
-            (N, 28, 28, 1) images to (N, 10) probabilities, or a damaged metrics.json.
+        RunError: no such run, a model that is damaged, too large (modelfile.check_keras_file), cannot be
+            loaded or does not take MNIST's (N, 28, 28, 1) images to (N, 10) probabilities, or
+            a damaged metrics.json.
     """
     folder = RunDir.open(run)
     temperature = recorded_temperature(folder.read_metrics(), folder.metrics)

@@ -28,7 +28,7 @@ import numpy as np
 import platformdirs
 
 from mnistlab.data.download import MNIST_DOWNLOADS
-from mnistlab.data.formats import read_idx_dir, read_mnist_npz
+from mnistlab.data.formats import MISSING, not_a_regular_file, read_idx_dir, read_mnist_npz
 from mnistlab.data.mnist import (
     MNIST_SHA256,
     NUM_CLASSES,
@@ -79,11 +79,14 @@ def load_mnist(
     """
     cache_dir = resolve_cache_dir(cache_dir)
     cache_file = cache_dir / _CACHE_FILE
-    arrays, _ = _read_cache(cache_file)
+    seen = _file_identity(cache_file)
+    arrays, corruption = _read_cache(cache_file)
     if arrays is None:
         with _cache_lock(cache_dir, progress):
-            # Another process may have filled (or repaired) the cache while this one waited.
-            arrays, corruption = _read_cache(cache_file)
+            # Another process may have filled (or repaired) the cache while this one waited; the
+            # file is read again only then, not a second time for nothing (a 55 MB read and hash).
+            if _file_identity(cache_file) != seen:
+                arrays, corruption = _read_cache(cache_file)
             if arrays is None:
                 arrays, source = _first_source(path, cache_dir, corruption, offline, progress)
                 _write_cache(cache_dir, arrays, source)
@@ -114,13 +117,16 @@ def verify(cache_dir: str | os.PathLike | None = None) -> dict:
         where sha256 is None for an unreadable array and error says why an array is not ok.
 
     Raises:
-        DataError: the cache file does not exist.
+        DataError: the cache file does not exist, or is not a regular file (a folder, a FIFO).
     """
     cache_file = resolve_cache_dir(cache_dir) / _CACHE_FILE
-    if not cache_file.is_file():
+    problem = not_a_regular_file(cache_file)
+    if problem == MISSING:
         raise DataError(
             f"MNIST cache {cache_file} does not exist; run `mnistlab data fetch` to fill it."
         )
+    if problem is not None:
+        raise DataError(f"MNIST cache {cache_file} {problem}; move it away, then run `mnistlab data fetch`.")
     report = check_arrays(*read_mnist_npz(cache_file))
     return {
         "ok": all(entry["ok"] for entry in report.values()),
@@ -184,8 +190,11 @@ def _read_user_path(path: Path) -> tuple[dict[str, np.ndarray], str]:
     Raises:
         DataError: the full sentence, since a given path never falls through to downloads.
     """
-    if not path.exists():
+    problem = not_a_regular_file(path)
+    if problem == MISSING:
         raise DataError(f"MNIST path {path} does not exist.")
+    if problem is not None and not path.is_dir():
+        raise DataError(f"MNIST path {path} {problem}; give a folder of the four IDX files or an mnist.npz.")
     try:
         if path.is_dir():
             arrays, unreadable, source = read_idx_dir(path), {}, f"IDX files in {path}"
@@ -256,15 +265,33 @@ def _first_source(
 
 
 def _read_cache(cache_file: Path) -> tuple[dict[str, np.ndarray] | None, str | None]:
-    """Return (verified arrays, None), (None, None) when missing, or (None, why it is corrupt)."""
-    if not cache_file.is_file():
+    """Return (verified arrays, None), (None, None) when missing, or (None, why it is corrupt).
+
+    Raises:
+        DataError: something other than a file holds the cache's name (a folder, a FIFO), which
+            neither reading nor replacing it would get past.
+    """
+    problem = not_a_regular_file(cache_file)
+    if problem == MISSING:
         return None, None
+    if problem is not None:
+        raise DataError(f"MNIST cache {cache_file} {problem}; move it away so the cache can be kept there.")
     arrays, unreadable = read_mnist_npz(cache_file)
     try:
         require_verified(arrays, unreadable)
     except DataError as exc:
         return None, str(exc)
     return arrays, None
+
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, modification time) of a file, None when absent: a replaced cache (atomic_write
+    renames a new file into place) differs in its inode."""
+    try:
+        found = path.stat()
+    except (OSError, ValueError):
+        return None
+    return found.st_ino, found.st_size, found.st_mtime_ns
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from mnistlab.data.formats import MISSING, not_a_regular_file
 from mnistlab.data.mnist import DataError
 
 MAX_PIXELS = 40_000_000  # larger images are refused (decompression bombs, 100-megapixel photos)
@@ -53,9 +54,10 @@ def decode_image(source: str | os.PathLike | bytes, name: str | None = None) -> 
         name: what messages call the image; the path, or "<N bytes>", by default.
 
     Raises:
-        ImageError: missing or unreadable file, not an image, damaged or truncated, no pixels,
-            NaN pixels, more than MAX_PIXELS (judged from the header, before decoding), or a
-            source that is neither a path nor bytes.
+        ImageError: missing or unreadable file, not a regular file (a FIFO or device, refused
+            before it is opened), not an image, damaged or truncated, no pixels, NaN pixels, more
+            than MAX_PIXELS (judged from the header, before decoding), or a source that is neither
+            a path nor bytes.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name or f"<{len(source)} bytes>"
@@ -66,17 +68,19 @@ def decode_image(source: str | os.PathLike | bytes, name: str | None = None) -> 
         raise ImageError(f"An image file is given as a path or its bytes, not {_kind(source)}.")
     path = os.fspath(source)
     label = name or path
+    problem = not_a_regular_file(path)  # before open(), which waits forever on a FIFO
+    if problem is not None:
+        shown = repr(label) if "\x00" in str(label) else label  # a NUL would vanish on a terminal
+        raise ImageError(f"Image {shown} {problem}.")
     try:
         with open(path, "rb") as stream:
             if os.fstat(stream.fileno()).st_size == 0:
                 raise ImageError(f"Image {label} is empty (0 bytes).")
             return _decode(stream, label)
-    except FileNotFoundError as exc:
-        raise ImageError(f"Image {label} does not exist.") from exc
-    except OSError as exc:  # a directory, no permission, an I/O error
+    except FileNotFoundError as exc:  # removed since it was looked at
+        raise ImageError(f"Image {label} {MISSING}.") from exc
+    except OSError as exc:  # no permission, an I/O error
         raise ImageError(f"Image {label} could not be read ({exc.strerror or exc}).") from exc
-    except ValueError as exc:  # open() refuses a NUL in the path (_decode raises ImageError only)
-        raise ImageError(f"Image path {path!r} holds a NUL character; no file has such a name.") from exc
 
 
 def _decode(stream: io.BufferedIOBase, label: str) -> np.ndarray:

@@ -9,14 +9,21 @@ labels integers 0-9 or one-hot rows. `digitsets.load_digit_set` gives them MNIST
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
-from mnistlab.data.formats import READ_ERRORS, describe_error
-from mnistlab.data.mnist import NUM_CLASSES, DataError
+from mnistlab.data.formats import READ_ERRORS, describe_error, npz_header
+from mnistlab.data.mnist import IMAGE_SIZE, NUM_CLASSES, DataError
 
 _NPZ_ARRAYS = {"x", "y", "x_test", "y_test"}
+# The most numbers one array may hold: 2**26, 85,598 digits of 28x28 (MNIST trains on 60,000;
+# USPS has 7,291 of 16x16), 256 MiB once made float32 grey levels. Judged from the .npy header
+# before the array is read, since NumPy allocates what a header declares: a 2 MB npz of zeros
+# can declare 2 GB of uint8 pixels, 8 GB as float32.
+MAX_NPZ_VALUES = 1 << 26
+_WIDEST_NUMBER = 8  # bytes of a float64 or int64, the widest value an image or label needs
 
 
 def read_digit_npz(
@@ -54,20 +61,24 @@ def read_digit_npz(
 
 
 def _npz_array(npz: np.lib.npyio.NpzFile, name: str, path: Path) -> np.ndarray:
+    """Read one array after checking what its header declares (see MAX_NPZ_VALUES)."""
     try:
-        array = npz[name]
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
+        shape, dtype = npz_header(npz, name)
+        if dtype.hasobject:
             raise DataError(
                 f"Array {name} in {path} holds Python objects, which are not loaded (unpickling "
                 "can run code); store numbers."
-            ) from exc
+            )
+        values = math.prod(shape)
+        if values > MAX_NPZ_VALUES or values * dtype.itemsize > MAX_NPZ_VALUES * _WIDEST_NUMBER:
+            raise DataError(
+                f"Array {name} in {path} is {dtype} {shape}, {values:,} values ({values * dtype.itemsize:,} "
+                f"bytes), over the limit of {MAX_NPZ_VALUES:,} values ({MAX_NPZ_VALUES // IMAGE_SIZE**2:,} digits "
+                "of 28x28); fine-tune on fewer."
+            )
+        return npz[name]
+    except READ_ERRORS as exc:  # e.g. "Bad CRC-32" after a flipped byte, not an .npy member
         raise DataError(f"Array {name} in {path} could not be read ({describe_error(exc)}).") from exc
-    except READ_ERRORS as exc:  # e.g. "Bad CRC-32" after a flipped byte
-        raise DataError(f"Array {name} in {path} could not be read ({describe_error(exc)}).") from exc
-    if not isinstance(array, np.ndarray):  # NpzFile gives a member without .npy header as bytes
-        raise DataError(f"Array {name} in {path} is not an .npy array.")
-    return array
 
 
 def _npz_split(
@@ -94,7 +105,9 @@ def _npz_images(x: np.ndarray, name: str, path: Path) -> np.ndarray:
     if x.size == 0:
         raise DataError(f"Array {name} in {path} is empty ({x.shape}).")
     if x.dtype == np.uint8:
-        return x.astype(np.float32) / 255
+        grey = x.astype(np.float32)
+        grey /= 255  # in place: a second float32 copy of a large set would double its cost
+        return grey
     if not np.issubdtype(x.dtype, np.floating):
         raise DataError(f"Array {name} in {path} must be uint8 0-255 or float 0-1, not {x.dtype}.")
     grey = x.astype(np.float32)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from mnistlab.data.cache import resolve_cache_dir
 from mnistlab.data.decode import ImageError
 from mnistlab.data.digitarrays import read_digit_npz
 from mnistlab.data.folders import LABEL_TABLES, LABELS_FILE, labelled_images, labels_layout
+from mnistlab.data.formats import not_a_regular_file
 from mnistlab.data.images import normalise_digit, prepare_image
 from mnistlab.data.mnist import IMAGE_SIZE, MNIST_SHA256, NUM_CLASSES, DataError, array_sha256
 from mnistlab.data.usps import USPS_DIR, USPS_TEST, USPS_TRAIN, fetch_usps, read_usps
@@ -212,9 +214,10 @@ def _read_path(path: Path, source: str | os.PathLike) -> tuple[_Digits, _Digits 
             f"Digit folder {path} holds neither USPS's {USPS_TRAIN} and {USPS_TEST}, nor "
             f"sub-folders 0-9, nor {' or '.join(LABEL_TABLES)}; a digit set is one of: {_ACCEPTED}."
         )
-    if path.is_file() and path.suffix.lower() == ".npz":
+    problem = not_a_regular_file(path)  # a FIFO named digits.npz would hang np.load
+    if problem is None and path.suffix.lower() == ".npz":
         return _normalised(*read_digit_npz(path))
-    state = "is not a folder or an .npz file" if path.exists() else "does not exist"
+    state = problem or "is not a folder or an .npz file"
     raise DataError(f"Digit set {str(source)!r} {state}; a digit set is one of: {_ACCEPTED}.")
 
 
@@ -242,8 +245,21 @@ def _read_uci() -> tuple[tuple[np.ndarray, np.ndarray], None, str]:
 
 
 def _read_image_folder(folder: Path) -> tuple[_Digits, None, str]:
-    """Read a folder's labelled images (folders.labelled_images, strict) with prepare_image."""
-    found = labelled_images(folder)
+    """Read a folder's labelled images (folders.labelled_images) with prepare_image.
+
+    Strict about its table, as a wrong label would be learnt, with one exception: rows whose file
+    is missing are left out with one warning, since people move a corrections folder's images
+    away (as the server advises when it is full) and leave its labels.csv behind.
+    """
+    found = labelled_images(folder, missing_ok=True)
+    if found.missing:
+        count = len(found.missing)
+        print(
+            f"warning: {count} image{'s' if count > 1 else ''} that {folder / found.layout} lists "
+            f"{'are' if count > 1 else 'is'} missing (moved or deleted; {found.missing[0]} first); "
+            f"using the other {len(found.images)}.",
+            file=sys.stderr,
+        )
     images, labels, dropped = [], [], 0
     for path, label in found.images:
         try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 from mnistlab.data.decode import IMAGE_SUFFIXES
-from mnistlab.data.formats import describe_error
+from mnistlab.data.formats import MISSING, describe_error, not_a_regular_file
 from mnistlab.data.mnist import NUM_CLASSES, DataError
 
 LABELS_FILE = "labels.csv"  # file,label rows, as mnistlab.serve.corrections writes them
@@ -35,6 +35,15 @@ class LabelledImages:
     images: list[tuple[Path, int]]  # (image file, digit) in the table's order, else sorted by name
     layout: str  # LABELS_FILE, INDEX_FILE, CLASS_FOLDERS or FOLDER_NAME
     skipped: list[str] = field(default_factory=list)  # why each table row was left out (strict=False)
+    missing: list[str] = field(default_factory=list)  # files the table lists that are gone (missing_ok)
+
+
+class _MissingImage(DataError):
+    """A table row whose file is gone: moved or deleted after the row was written."""
+
+    def __init__(self, message: str, name: str):
+        super().__init__(message)
+        self.name = name  # the file as the table lists it
 
 
 def labels_layout(folder: str | os.PathLike) -> str | None:
@@ -50,7 +59,7 @@ def labels_layout(folder: str | os.PathLike) -> str | None:
     return None
 
 
-def labelled_images(folder: str | os.PathLike, *, strict: bool = True) -> LabelledImages:
+def labelled_images(folder: str | os.PathLike, *, strict: bool = True, missing_ok: bool = False) -> LabelledImages:
     """Read which image of a folder shows which digit.
 
     The rule, first match wins:
@@ -70,7 +79,11 @@ def labelled_images(folder: str | os.PathLike, *, strict: bool = True) -> Labell
     Args:
         folder: the folder to read.
         strict: raise on a bad table row (not `file,label`, a label other than 0-9, a file listed
-            twice, outside the folder or missing); False leaves it out and says why in `skipped`.
+            twice, outside the folder (by `..`, an absolute path or a symbolic link), missing or
+            not a regular file); False leaves it out and says why in `skipped`.
+        missing_ok: leave out the rows whose file is missing, whatever `strict` says, and list
+            their names in `missing`: the files of a corrections folder are moved away by hand
+            (as the server advises when it is full), and their rows stay behind.
 
     Raises:
         DataError: no such folder, none of the layouts, an unreadable table or folder, a bad row
@@ -82,8 +95,9 @@ def labelled_images(folder: str | os.PathLike, *, strict: bool = True) -> Labell
         raise DataError(f"Image folder {root} {state}.")
     layout = labels_layout(root)
     skipped: list[str] = []
+    missing: list[str] = []
     if layout in LABEL_TABLES:
-        images, skipped = _read_table(root, root / layout, strict)
+        images, skipped, missing = _read_table(root, root / layout, strict, missing_ok)
         where = f"listed in its {layout}"
     elif layout == CLASS_FOLDERS:
         images = [(path, digit) for digit in range(NUM_CLASSES) for path in _images_in(root / str(digit))]
@@ -97,9 +111,15 @@ def labelled_images(folder: str | os.PathLike, *, strict: bool = True) -> Labell
             f"them in {LABELS_FILE} (columns file,label)."
         )
     if not images:
-        left_out = f" (every row was left out; the first: {skipped[0].rstrip('.')})" if skipped else ""
+        if skipped:
+            left_out = f" (every row was left out; the first: {skipped[0].rstrip('.')})"
+        elif missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            left_out = f" (every file it lists is missing: {missing[0]}{more})"
+        else:
+            left_out = ""
         raise DataError(f"Image folder {root} holds no images {where}{left_out}.")
-    return LabelledImages(images, layout, skipped)
+    return LabelledImages(images, layout, skipped, missing)
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -116,8 +136,11 @@ def _images_in(folder: Path) -> list[Path]:
         raise DataError(f"Image folder {folder} could not be listed ({exc.strerror or exc}).") from exc
 
 
-def _read_table(folder: Path, table: Path, strict: bool) -> tuple[list[tuple[Path, int]], list[str]]:
-    """Return (image, label) for each good row of a labels table, and why each bad one was left out.
+def _read_table(
+    folder: Path, table: Path, strict: bool, missing_ok: bool
+) -> tuple[list[tuple[Path, int]], list[str], list[str]]:
+    """Return (image, label) for each good row of a labels table, why each bad one was left out,
+    and the names of missing files left out (missing_ok).
 
     Raises:
         DataError: the table cannot be read or is not CSV; a bad row, when strict.
@@ -137,15 +160,32 @@ def _read_table(folder: Path, table: Path, strict: bool) -> tuple[list[tuple[Pat
         rows = rows[1:]
     entries: list[tuple[Path, int]] = []
     skipped: list[str] = []
+    missing: list[str] = []
     lines_of: dict[str, int] = {}  # file name -> the line that listed it
+    inside = _resolved(folder)
     for line, row in rows:
         try:
-            entries.append(_table_entry(folder, table, line, row, header or (0, 1, 2), lines_of))
+            entries.append(_table_entry(folder, inside, table, line, row, header or (0, 1, 2), lines_of))
+        except _MissingImage as exc:
+            if missing_ok:
+                missing.append(exc.name)
+            elif strict:
+                raise
+            else:
+                skipped.append(str(exc))
         except DataError as exc:
             if strict:
                 raise
             skipped.append(str(exc))
-    return entries, skipped
+    return entries, skipped, missing
+
+
+def _resolved(path: Path) -> Path | None:
+    """The path with symbolic links followed, or None when they loop."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop: RuntimeError before Python 3.13
+        return None
 
 
 def _header_columns(fields: list[str]) -> tuple[int, int, int] | None:
@@ -159,14 +199,19 @@ def _header_columns(fields: list[str]) -> tuple[int, int, int] | None:
 
 
 def _table_entry(
-    folder: Path, table: Path, line: int, row: list[str], columns: tuple[int, int, int],
+    folder: Path, inside: Path | None, table: Path, line: int, row: list[str], columns: tuple[int, int, int],
     lines_of: dict[str, int],
 ) -> tuple[Path, int]:
     """Check one row of a labels table, note its file in lines_of, and return its (image, label).
 
+    Args:
+        inside: the folder with symbolic links followed, which every listed file must lie in.
+
     Raises:
+        _MissingImage: its file is missing.
         DataError: the row is not `file,label` (or as wide as the header), its label is not a
-            digit 0-9, or its file was listed before, lies outside the folder or is missing.
+            digit 0-9, or its file was listed before, lies outside the folder or is not a
+            regular file.
     """
     where = f"{table} line {line}"
     file_at, label_at, width = columns
@@ -179,10 +224,20 @@ def _table_entry(
         raise DataError(f"{where} gives label {label[:20]!r}; labels are the digits 0-9.")
     if name in lines_of:
         raise DataError(f"{where} lists {name} again (first on line {lines_of[name]}).")
-    if PurePath(name).is_absolute() or ".." in PurePath(name).parts:
-        raise DataError(f"{where} names {name}, which is outside {folder}.")
     path = folder / name
-    if not path.is_file():
-        raise DataError(f"{where} names {name}, which is not a file in {folder}.")
+    # Only what lies inside the folder is read, whatever a table names: ../x.png, /etc/x.png, or a
+    # link out of the folder (resolve() follows it, including to where nothing is yet).
+    target = _resolved(path)
+    outside = PurePath(name).is_absolute() or ".." in PurePath(name).parts
+    if outside or inside is None or target is None or not target.is_relative_to(inside):
+        raise DataError(f"{where} names {name}, which is outside {folder}.")
+    problem = not_a_regular_file(path)
+    if problem == MISSING:
+        raise _MissingImage(
+            f"{where} names {name}, which is missing from {folder} (moved or deleted after its row "
+            "was written).", name
+        )
+    if problem is not None:
+        raise DataError(f"{where} names {name}, which {problem}.")
     lines_of[name] = line
     return path, int(label)
