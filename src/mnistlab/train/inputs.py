@@ -15,6 +15,7 @@ import numpy as np
 
 from mnistlab.config import Config, TrainConfig
 from mnistlab.data import DigitSet, MnistArrays, load_digit_set, one_hot, preprocess_images
+from mnistlab.data.variants import writing_variants
 
 
 def split_train_val(
@@ -33,11 +34,16 @@ def split_train_val(
 
 def training_split(data: MnistArrays | Any, t: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The run's slice of the training set (train_limit), split into fit and validation parts,
-    each with the same share of every extra_train digit set added at its end."""
+    each with the same share of every extra_train digit set added at its end; the fit part also
+    gets its writing_variants, drawn from its own digits only, so none is a copy of a held-out one."""
     x_all, y_all = data.x_train, data.y_train
     if t.train_limit:
         x_all, y_all = x_all[: t.train_limit], y_all[: t.train_limit]
     parts = [split_train_val(x_all, y_all, t.validation_split)]
+    if t.writing_variants:
+        x_fit, y_fit, x_val, y_val = parts[0]
+        x_new, y_new = writing_variants(x_fit, y_fit, t.writing_variants, t.seed)
+        parts[0] = np.concatenate([x_fit, x_new]), np.concatenate([y_fit, y_new]), x_val, y_val
     for source in t.extra_train:
         extra = extra_digits(source, t.offline, t.verbose > 0)
         parts.append(split_train_val(extra.x_train, extra.y_train, t.validation_split))
