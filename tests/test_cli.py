@@ -1,6 +1,8 @@
 """The CLI end to end: the real `mnistlab` command on a small slice, and one-line errors."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +87,13 @@ def test_models_lists_presets(capsys):
         (["train", "--conv-filters", "a,b"], "conv_filters expects"),
         (["train", "--config", "/no/such/file.toml"], "cannot read config file"),
         (["evaluate", "/no/such/run"], "does not exist"),
+        # A negative count sliced "all but the last N"; a negative seed was NumPy's traceback.
+        (["evaluate", "/no/such/run", "--limit", "-5"], "--limit must be >= 0"),
+        (["report", "/no/such/run", "--limit", "-1"], "--limit must be >= 0"),
+        (["compare", "/a", "/b", "--limit", "-1"], "--limit must be >= 0"),
+        (["report", "/no/such/run", "--sweep-images", "-3"], "--sweep-images must be >= 0"),
+        (["report", "/no/such/run", "--seed", "-1"], "--seed must be from 0 to 2**32 - 1"),
+        (["report", "/no/such/run", "--seed", str(2**32)], "--seed must be from 0 to 2**32 - 1"),
     ],
 )
 def test_bad_input_is_one_line(argv, fragment, capsys):
@@ -178,3 +187,100 @@ def test_a_missing_run_or_an_extra_image_is_one_line(tmp_path, capsys):
     assert main(["read", "--model", str(tmp_path), "a.png", "b.png"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "one image" in err[0]
+
+
+@pytest.mark.parametrize(
+    "flags,fragment",
+    [
+        (["--seed", "-1"], "seed must be from 0 to 2**32 - 1"),
+        (["--seed", str(2**32)], "seed must be from 0 to 2**32 - 1"),
+        (["--steps-per-execution", "3000000000"], "steps_per_execution must be at most 100,000"),  # KeyError 'loss'
+        (["--epochs", "20000"], "epochs must be at most 10,000"),
+        (["--kernel-size", "100000"], "kernel_size 100000 is wider than the image"),  # ResourceExhaustedError
+        (["--dense-units", "2000000000"], "parameters, past mnistlab's cap of 50,000,000"),
+    ],
+)
+def test_hostile_run_settings_are_one_line_and_make_no_folder(flags, fragment, tmp_path, mnist, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *flags, "--train-limit", "500", "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0]
+    assert not out.exists()
+
+
+def test_hostile_fine_tune_settings_and_out_paths(small_run, tmp_path, mnist, capsys):
+    run = str(small_run.run.path)
+    out = tmp_path / "tuned"
+    assert main(["finetune", run, "--data", "usps", "--seed", "-1", "--out", str(out), "-q"]) == 2
+    assert "seed must be from 0" in capsys.readouterr().err and not out.exists()
+    (tmp_path / "notes.txt").write_text("mine")
+    # mkdir's FileExistsError traceback, for a run folder and for an export's file alike.
+    assert main(["train", "--train-limit", "500", "--out", str(tmp_path / "notes.txt" / "sub"), "-q"]) == 2
+    assert "notes.txt is a file, not a folder" in capsys.readouterr().err
+    assert main(["export", run, "--format", "keras", "--out", str(tmp_path / "notes.txt" / "x.keras")]) == 2
+    assert "notes.txt is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(mnist):
+    """`mnistlab data info | head -1` was a BrokenPipeError traceback. Here the pipe's reader is
+    gone before the command starts, so its first write fails every time, not just sometimes."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([MNISTLAB, "data", "info"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.stderr == ""
+    assert done.returncode == 128 + signal.SIGPIPE  # what a shell reports for a tool SIGPIPE ended
+
+
+def _strict_json(text):
+    """json.loads, refusing the NaN and Infinity that Python's parser alone accepts."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_model_that_gives_nan_is_an_error_and_never_invalid_json(tmp_path, mnist, capsys):
+    """A diverged model's NaN used to come out as bare NaN in --json output, with status ok."""
+    from mnistlab.config import ModelConfig
+    from mnistlab.models import build_model
+
+    model = build_model(ModelConfig(name="broken", conv_filters=(4,), dense_units=()))
+    model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    run = tmp_path / "broken"
+    run.mkdir()
+    model.save(run / "model.keras")
+    _digit_photo(mnist.x_test[0], tmp_path / "seven.png")
+
+    assert main(["predict", str(run), str(tmp_path / "seven.png"), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "not numbers" in captured.err and captured.err.count("\n") == 1
+    assert main(["evaluate", str(run), "--limit", "50", "--json"]) == 0
+    scores = _strict_json(capsys.readouterr().out)
+    assert scores["loss"] is None and scores["n"] == 50
+
+
+def test_a_sheet_of_many_images_is_capped(tmp_path, mnist):
+    """5,000 images made a 249-megapixel sheet nothing opens: only the first MAX_SHEET_ROWS are drawn."""
+    from PIL import Image
+
+    from mnistlab.predict import MAX_SHEET_ROWS
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    n = MAX_SHEET_ROWS + 3
+    for k in range(n):
+        Image.fromarray(255 - mnist.x_test[k]).save(folder / f"{k:03d}.png")
+    shown = run_cli("predict", str(folder), "--show", str(tmp_path / "sheet.png"))
+    assert shown.returncode == 0, shown.stderr
+    assert f"(the first {MAX_SHEET_ROWS} of {n} images)" in shown.stdout
+    assert "099.png" in shown.stdout and "102.png" in shown.stdout  # the table still answers for every image
+    with Image.open(tmp_path / "sheet.png") as sheet:
+        assert sheet.size == (444, 112 * (MAX_SHEET_ROWS + 1))  # a row each, and one saying what was left out
+    (tmp_path / "notes.txt").write_text("mine")
+    assert_one_line_error(run_cli("predict", str(folder / "000.png"), "--show", str(tmp_path / "notes.txt" / "s.png")),
+                          "notes.txt is a file, not a folder")

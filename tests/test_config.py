@@ -5,8 +5,12 @@ import dataclasses
 import pytest
 
 from mnistlab.config import (
+    MAX_EPOCHS,
+    MAX_SEED,
+    MAX_STEPS_PER_EXECUTION,
     Config,
     ConfigError,
+    FinetuneConfig,
     ModelConfig,
     TrainConfig,
     coerce,
@@ -60,11 +64,37 @@ def test_model_config_rejects_stride_three():
         {"label_smoothing": 1.0},
         {"augment": -1},
         {"ensemble": 0},
+        {"epochs": MAX_EPOCHS + 1},
+        {"steps_per_execution": MAX_STEPS_PER_EXECUTION + 1},
+        {"steps_per_execution": 2**31},  # overflowed Keras's step counter: KeyError 'loss' after fit
+        {"seed": -1},  # NumPy's legacy seeding raised mid-run, leaving a half-made run folder
+        {"seed": 2**32},
+        {"seed": MAX_SEED, "ensemble": 2},  # the second member's seed would be 2**32
     ],
 )
 def test_train_config_rejects_bad_values(kwargs):
     with pytest.raises(ConfigError):
         TrainConfig(**kwargs)
+
+
+def test_seed_and_run_length_bounds_are_inclusive():
+    TrainConfig(seed=MAX_SEED)
+    TrainConfig(seed=MAX_SEED - 1, ensemble=2)
+    TrainConfig(epochs=MAX_EPOCHS, steps_per_execution=MAX_STEPS_PER_EXECUTION)
+    FinetuneConfig(control_epochs=MAX_EPOCHS)
+    with pytest.raises(ConfigError, match="control_epochs"):
+        FinetuneConfig(control_epochs=MAX_EPOCHS + 1)
+
+
+@pytest.mark.parametrize("line,fragment", [("steps_per_execution = 1e12", "steps_per_execution must be at most"),
+                                           ("epochs = 1e12", "epochs must be at most"),
+                                           ("seed = -1", "seed must be from 0 to 2**32 - 1")])
+def test_a_file_with_huge_or_negative_run_settings_is_refused(tmp_path, line, fragment):
+    file = tmp_path / "c.toml"
+    file.write_text(f"[train]\n{line}\n")
+    with pytest.raises(ConfigError) as raised:
+        resolve_config(ModelConfig(), read_config_file(file))
+    assert fragment in str(raised.value)
 
 
 def test_coerce_converts_flag_strings():

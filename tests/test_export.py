@@ -182,6 +182,10 @@ def test_cli_export_json(tiny_run, tmp_path, capsys):
         (["--format", "tflite"], "unknown export format 'tflite'"),
         (["--format", "keras"], "give the copy's path with --out"),
         (["--format", "keras", "--out", "{run}/model.keras"], "is the run's own model"),
+        # mkdir's FileExistsError was a traceback: a file stands where the folder must be.
+        (["--format", "keras", "--out", "{run}/config.toml/x.keras"], "config.toml is a file, not a folder"),
+        (["--out", "{run}/metrics.json/deeper/x.onnx"], "metrics.json is a file, not a folder"),
+        (["--format", "keras", "--out", "{run}"], "is a folder; give the keras file's own name"),
     ],
 )
 def test_cli_bad_input_is_one_line(tiny_run, extra, fragment, capsys):

@@ -8,7 +8,15 @@ import pytest
 
 from mnistlab.config import ConfigError, ModelConfig
 from mnistlab.data import INPUT_SHAPE, NUM_CLASSES
-from mnistlab.models import PRESETS, REGISTRY, build_model, get_preset
+from mnistlab.models import (
+    MAX_ACTIVATIONS,
+    MAX_PARAMS,
+    PRESETS,
+    REGISTRY,
+    build_model,
+    get_preset,
+    model_size,
+)
 
 # Pinned by hand from the layer shapes, so a change to a preset is a deliberate one:
 # linear 784*10+10; mlp 784*256+256 + 256*10+10; cnn conv 9*32+32, 9*32*64+64, dense 7*7*64*128+128,
@@ -119,3 +127,75 @@ def test_registry_builders_return_uncompiled_models():
     for name, builder in REGISTRY.items():
         model = builder(dataclasses.replace(ModelConfig(), arch=name))
         assert not model.compiled and model.output_shape == (None, NUM_CLASSES)
+
+
+def _activations(model: keras.Model) -> int:
+    """Floats in every layer's output for one image, the input's excepted."""
+    return sum(int(np.prod(layer.output.shape[1:])) for layer in model.layers[1:])
+
+
+# Every option the builders read, in the combinations that change the arithmetic.
+SIZED = {
+    **{name: preset.model for name, preset in PRESETS.items()},
+    "valid-avg": ModelConfig(conv_filters=(4, 6), kernel_size=5, padding="valid", pooling="avg", dense_units=(7,)),
+    "stem-stride-valid": ModelConfig(conv_filters=(3, 5), stem_kernel_size=7, strides=2, padding="valid",
+                                     pooling="none", convs_per_block=2, dense_units=()),
+    "odd-sides": ModelConfig(conv_filters=(2, 3), kernel_size=2, pooling="max", strides=2, batch_norm=True),
+    "mlp-bn-dropout": ModelConfig(arch="mlp", conv_filters=(9,), dense_units=(12, 5), batch_norm=True, dropout=0.1),
+    "linear-ignores-hidden": ModelConfig(arch="linear", dense_units=(64,), dropout=0.3),
+    "cnn-without-convs": ModelConfig(conv_filters=(), dense_units=(3,)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIZED))
+def test_model_size_counts_what_keras_builds(name):
+    """The arithmetic estimate against Keras's own count, for every preset and option."""
+    cfg = SIZED[name]
+    model = build_model(cfg)
+    size = model_size(cfg)
+    assert size.params == model.count_params()
+    assert size.activations == _activations(model)
+
+
+@pytest.mark.parametrize(
+    "fields,fragment",
+    [
+        ({"kernel_size": 100_000}, "kernel_size 100000 is wider than the image"),
+        ({"stem_kernel_size": 29}, "stem_kernel_size 29 is wider than the image"),
+        ({"dense_units": (2_000_000_000,)}, f"past mnistlab's cap of {MAX_PARAMS:,}"),
+        ({"conv_filters": (4096, 4096)}, f"past mnistlab's cap of {MAX_PARAMS:,}"),  # 151 M in the second conv
+        # Few parameters, but 28x28x100,000 values an image: the memory runs out in the activations.
+        ({"conv_filters": (100_000, 1), "kernel_size": 1}, f"past mnistlab's cap of {MAX_ACTIVATIONS:,}"),
+        ({"conv_filters": (8,) * 6}, "block4 has a 1x1 map left to pool"),
+    ],
+)
+def test_a_model_too_large_or_that_cannot_fit_is_refused_before_building(fields, fragment):
+    cfg = dataclasses.replace(ModelConfig(), **fields)
+    with pytest.raises(ConfigError) as raised:
+        build_model(cfg)
+    assert fragment in str(raised.value)
+
+
+def test_the_caps_leave_room_above_every_preset():
+    sizes = [model_size(p.model) for p in PRESETS.values()]
+    assert max(s.params for s in sizes) * 50 < MAX_PARAMS
+    assert max(s.activations for s in sizes) * 20 < MAX_ACTIVATIONS
+    # A kernel as wide as the image is still allowed: it is the largest that sees only the image.
+    assert model_size(ModelConfig(conv_filters=(2,), kernel_size=28, pooling="none", dense_units=())).params > 0
+
+
+def test_an_arch_registered_elsewhere_has_no_estimate():
+    assert model_size(ModelConfig(arch="transformer")) is None
+
+
+@pytest.mark.parametrize("cfg", [
+    ModelConfig(conv_filters=(8,) * 5),
+    ModelConfig(conv_filters=(8,) * 4, padding="valid"),
+    ModelConfig(conv_filters=(8,) * 3, strides=2, padding="valid", kernel_size=5),
+])
+def test_what_the_estimate_calls_unbuildable_keras_cannot_build(cfg):
+    """The oracle for the shrinking arithmetic: Keras's own builder fails on the same configs."""
+    with pytest.raises(ConfigError, match="cannot be built"):
+        model_size(cfg)
+    with pytest.raises(ValueError):
+        REGISTRY["cnn"](cfg)

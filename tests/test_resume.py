@@ -1,4 +1,5 @@
-"""Resuming killed runs: a real kill -9 then the same command again; what a rerun refuses; the lock.
+"""Resuming killed runs: a real kill -9 then the same command again; what a rerun refuses; the lock;
+runs that diverged, and damaged files.
 
 In-process "kills" are a callback raising after an epoch's checkpoint, as a kill between epochs
 leaves the folder; the subprocess test sends a real SIGKILL at whatever moment it lands.
@@ -31,6 +32,7 @@ from mnistlab.data import preprocess_images
 from mnistlab.models import build_model
 from mnistlab.runs import LOCK_FILE, RunDir, RunError
 from mnistlab.train import split_train_val, train
+from mnistlab.train.fit import TrainError
 
 TINY_MODEL = ModelConfig(name="tiny", conv_filters=(8,), dense_units=(16,))  # as in test_train.py
 # A cnn of 25k parameters, 4 epochs on 2,700 images: under 1 s an epoch, about 84 % on the test slice.
@@ -215,3 +217,66 @@ def test_ensemble_resume_keeps_finished_members(mnist, tmp_path):
     wrapped = keras.saving.load_model(second.checkpoint).get_layer("tiny")
     for a, b in zip(second.load_model().get_weights(), wrapped.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+class PoisonAt(keras.callbacks.Callback):
+    """Make every weight NaN as epoch `epoch` begins, as a step far too large does within a step."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.model.set_weights([np.full_like(w, np.nan) for w in self.model.get_weights()])
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_no_model(mnist, tmp_path):
+    """It used to end with status 0 and "test_loss": NaN in metrics.json."""
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(TrainError, match=r"training diverged: the loss became nan in epoch 1.*learning rate"):
+        train(tiny_config(run.path, learning_rate=1e30), data=mnist)
+    assert run.config.is_file()
+    assert not run.checkpoint.exists() and not run.model.exists() and not run.metrics.exists()
+
+
+def test_a_run_that_diverged_after_sound_epochs_resumes_from_them(mnist, tmp_path):
+    cfg = tiny_config(tmp_path / "run", epochs=3)
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(TrainError, match="in epoch 2"):
+        train(cfg, data=mnist, callbacks=[PoisonAt(1)])
+    assert not run.finished and not run.model.exists()
+    # The diverged epoch was logged but not checkpointed: the checkpoint is epoch 1, whole and finite.
+    assert [r["loss"] for r in history(run)][1] == "nan"
+    checkpoint = keras.saving.load_model(run.checkpoint)
+    assert int(checkpoint.optimizer.iterations) == -(-1080 // 64)
+    assert all(np.isfinite(w).all() for w in checkpoint.get_weights())
+
+    result = train(cfg, data=mnist)  # the same run again continues after the last sound epoch
+    assert result.metrics["resumed_from_epoch"] == 1 and result.metrics["epochs_run"] == 3
+    assert all(np.isfinite(float(r["loss"])) for r in history(run))
+
+
+def test_a_damaged_best_weights_file_is_a_clear_error(mnist, tmp_path):
+    """A resume that needs the best epoch's weights refuses a damaged file rather than ending with
+    the last epoch's weights under metrics.json's claim of the best (BadZipFile was a traceback)."""
+    # As in test_resume_restores_optimizer_history_and_best_epoch: the best epoch is not the last.
+    cfg = tiny_config(tmp_path / "run", epochs=5, patience=2, learning_rate=0.03, validation_split=0.1, seed=1)
+    run = killed_run(mnist, cfg, after=3)
+    assert int(np.argmax([float(r["val_accuracy"]) for r in history(run)])) < 2
+    whole, checkpoint = run.best_weights.read_bytes(), run.checkpoint.read_bytes()
+    for damaged, fragment in [
+        (whole[: len(whole) // 2], "cannot be read (File is not a zip file)"),  # cut short
+        (b"not an npz at all", "cannot be read"),
+        (None, "does not hold this model's weights"),
+    ]:
+        if damaged is None:
+            np.savez(run.best_weights, np.zeros(3))
+        else:
+            run.best_weights.write_bytes(damaged)
+        with pytest.raises(RunError) as raised:
+            train(cfg, data=mnist)
+        assert "cannot resume: " in str(raised.value) and fragment in str(raised.value)
+        assert run.checkpoint.read_bytes() == checkpoint and not run.finished
+    run.best_weights.write_bytes(whole)
+    assert train(cfg, data=mnist).metrics["resumed_from_epoch"] == 3

@@ -16,6 +16,15 @@ def test_create_is_exclusive(tmp_path):
     assert (run.path / "keep.txt").read_text() == "precious"
 
 
+@pytest.mark.parametrize("out", ["notes.txt/run", "notes.txt/a/b/run"])
+def test_create_under_a_file_is_a_run_error(tmp_path, out):
+    """mkdir's FileExistsError (or NotADirectoryError) named neither the file nor the fix."""
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match=r"cannot create run folder .*notes.txt is a file, not a folder\."):
+        RunDir.create(str(tmp_path / out), "cnn")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_default_names_never_collide(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     a, b = RunDir.create("", "cnn"), RunDir.create("", "cnn")

@@ -31,6 +31,16 @@ AUGMENT_STYLES = ("digit", "handwriting")
 # extractor frozen), all = every layer, head-then-all = head alone for head_epochs, then all.
 STRATEGIES = ("head", "all", "head-then-all")
 DEFAULT_PRESET = "fast"  # what `mnistlab train` trains with no --model; see models.PRESETS
+# Seeds are 32-bit: keras.utils.set_random_seed hands them to NumPy's legacy np.random.seed, which
+# takes 0 to 2**32 - 1 and raises for anything else. An ensemble's members take seed, seed + 1, ...
+MAX_SEED = 2**32 - 1
+# A run's epochs: every preset stops within 22 and a fine-tune's control within 100, so 10,000 is
+# far past any useful run; beyond it is a typo (1e12) that would otherwise train until killed.
+MAX_EPOCHS = 10_000
+# Keras counts the steps of one call into the graph in a 32-bit integer: 2**31 steps overflow it
+# and fit() ends with no loss at all (KeyError: 'loss'). More steps than an epoch holds change
+# nothing (Keras stops at the epoch's end), and an epoch of MNIST plus USPS at batch 1 is 67,291.
+MAX_STEPS_PER_EXECUTION = 100_000
 
 # The run settings a fine-tune starts from (TrainConfig's defaults are for training MNIST from
 # scratch). Chosen with the default `fast` model on a dev split of USPS's training set (its last
@@ -128,8 +138,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs must be at least 1")
+        _check(self.epochs <= MAX_EPOCHS, f"epochs must be at most {MAX_EPOCHS:,}, far past any useful run")
         _check(self.batch_size >= 1, "batch_size must be at least 1")
         _check(self.steps_per_execution >= 1, "steps_per_execution must be at least 1")
+        _check(self.steps_per_execution <= MAX_STEPS_PER_EXECUTION,
+               f"steps_per_execution must be at most {MAX_STEPS_PER_EXECUTION:,} (more than any epoch's steps; "
+               "Keras's step counter is 32-bit)")
         _check(1 <= self.devices <= 64, "devices must be from 1 to 64")
         _check(0 < self.learning_rate < math.inf, "learning_rate must be > 0 and finite")
         _check(0.0 <= self.validation_split < 1.0, "validation_split must be in [0, 1)")
@@ -145,6 +159,10 @@ class TrainConfig:
         _check(0.0 <= self.augment <= 3.0, "augment must be in [0, 3]")
         _check(self.augment_style in AUGMENT_STYLES, f"augment_style must be one of {', '.join(AUGMENT_STYLES)}")
         _check(self.train_limit >= 0 and self.test_limit >= 0, "limits must be >= 0")
+        _check(0 <= self.seed <= MAX_SEED, f"seed must be from 0 to 2**32 - 1 ({MAX_SEED:,}), not {self.seed}")
+        _check(self.seed + self.ensemble - 1 <= MAX_SEED,
+               f"seed must be at most 2**32 - {self.ensemble} for an ensemble of {self.ensemble} "
+               "(its members take seed, seed + 1, ...)")
         _check(self.verbose in (0, 1, 2), "verbose must be 0, 1 or 2")
 
 
@@ -173,7 +191,7 @@ class FinetuneConfig:
         _check(self.shots >= 0, "shots must be >= 0")
         _check(0.0 <= self.replay <= 0.9, "replay must be in [0, 0.9]")
         _check(0.0 < self.test_fraction < 1.0, "test_fraction must be in (0, 1)")
-        _check(self.control_epochs >= 1, "control_epochs must be at least 1")
+        _check(1 <= self.control_epochs <= MAX_EPOCHS, f"control_epochs must be from 1 to {MAX_EPOCHS:,}")
 
 
 @dataclass(frozen=True)

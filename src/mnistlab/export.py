@@ -29,7 +29,7 @@ from mnistlab.data import INPUT_SHAPE, PREPROCESSING_VERSION, load_mnist
 from mnistlab.errors import MnistlabError
 from mnistlab.files import atomic_path, atomic_write_json
 from mnistlab.inference import predict_probs
-from mnistlab.runs import RunDir
+from mnistlab.runs import RunDir, why_no_folder
 from mnistlab.runtimes import CLASSES, INPUT_NAME, OUTPUT_NAME, ExportError, OnnxModel, SavedModel
 from mnistlab.version import __version__
 
@@ -172,8 +172,9 @@ def export_model(
         "agreement", "max_abs_diff", "test_accuracy" (the export's), "keras_test_accuracy"}.
 
     Raises:
-        ExportError: unknown format, no converter, a failed conversion, or a failed parity check
-            (the new file is removed then; anything at `out` before is left as it was).
+        ExportError: unknown format, an `out` that cannot be written (a file where a folder must
+            be), no converter, a failed conversion, or a failed parity check (the new file is
+            removed then; anything at `out` before is left as it was).
         RunError, DataError: no such run; no MNIST test set.
     """
     if fmt not in FORMATS:
@@ -184,10 +185,15 @@ def export_model(
     dest = Path(out) if out is not None else default_destination(folder.path, fmt)
     if dest.resolve() == folder.model.resolve():
         raise ExportError(f"{dest} is the run's own model; export somewhere else.")
+    if fmt != "savedmodel" and dest.is_dir():
+        raise ExportError(f"{dest} is a folder; give the {fmt} file's own name with --out.")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"cannot write {dest}: {why_no_folder(dest.parent, e)}.") from None
     if data is None:
         data = load_mnist(path=data_path, cache_dir=cache_dir, offline=offline, progress=progress)
     model = folder.load_model()
-    dest.parent.mkdir(parents=True, exist_ok=True)
     # Keras loads only files named *.keras, so the keras copy's temporary name keeps the suffix.
     with atomic_path(dest, ".keras" if fmt == "keras" else "") as temp:
         reference = predict_probs(model, data.x_test)

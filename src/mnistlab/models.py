@@ -113,6 +113,100 @@ def cnn(cfg: ModelConfig) -> keras.Model:
     return keras.Model(inputs, _head(x, cfg), name=cfg.name)
 
 
+# Caps on what build_model builds, so that a typo (kernel_size = 100000, dense_units =
+# [2000000000]) is refused in one sentence rather than ending in an out-of-memory error. 50
+# million parameters take 800 MB to train in float32 (each weight, its gradient and Adam's two
+# moments: 16 bytes), 60x the largest preset (best, 815,658).
+MAX_PARAMS = 50_000_000
+# Floats in the layer outputs of one image, which training keeps for the backward pass: 2 million
+# is 8 MB an image, 1 GB for a batch of 128 before their gradients; 20x the largest preset (cnn,
+# 91,338).
+MAX_ACTIVATIONS = 2_000_000
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """What the model a ModelConfig describes holds, counted without building it."""
+
+    params: int  # as keras.Model.count_params(): batch norm's moving statistics included
+    activations: int  # floats in every layer's output for one image
+
+
+def model_size(cfg: ModelConfig) -> ModelSize | None:
+    """Count the parameters and activations of the model `cfg` describes by arithmetic alone, as
+    the builders above lay it out, so that one too large to build can still be counted.
+
+    Returns:
+        The counts, or None for an arch registered elsewhere, whose layers this does not know.
+
+    Raises:
+        ConfigError: a kernel wider than the 28x28 image, or layers that shrink it to nothing.
+    """
+    if cfg.arch not in ("linear", "mlp", "cnn"):
+        return None
+    image_side, _, channels = INPUT_SHAPE  # square
+    unbuildable = f"model {cfg.name!r} cannot be built for {image_side}x{image_side} input"
+    side, params, activations = image_side, 0, 0
+    outputs = 3 if cfg.batch_norm else 2  # conv or dense, (batch norm,) activation
+    for b, filters in enumerate(cfg.conv_filters if cfg.arch == "cnn" else ()):
+        for c in range(cfg.convs_per_block):
+            stem = b == 0 and c == 0 and cfg.stem_kernel_size > 0
+            kernel = cfg.stem_kernel_size if stem else cfg.kernel_size
+            if kernel > image_side:
+                raise ConfigError(f"{unbuildable}: {'stem_kernel_size' if stem else 'kernel_size'} {kernel} is wider "
+                                  f"than the image; use at most {image_side}.")
+            stride = cfg.strides if c == 0 else 1
+            if cfg.padding == "same":
+                side = -(-side // stride)
+            elif kernel <= side:
+                side = (side - kernel) // stride + 1
+            else:
+                raise ConfigError(f"{unbuildable}: block{b}_conv{c}'s {kernel}x{kernel} kernel does not fit the "
+                                  f"{side}x{side} map left with padding 'valid'; use fewer blocks, pooling 'none' "
+                                  "or padding 'same'.")
+            params += kernel * kernel * channels * filters + (4 * filters if cfg.batch_norm else filters)
+            channels = filters
+            activations += outputs * side * side * channels
+        if cfg.pooling != "none":
+            if side < 2:
+                raise ConfigError(f"{unbuildable}: block{b} has a 1x1 map left to pool; use fewer blocks, "
+                                  "pooling 'none' or padding 'same'.")
+            side //= 2  # 2x2, stride 2, no padding
+            activations += side * side * channels
+    features = side * side * channels
+    activations += features  # flatten
+    for units in cfg.dense_units if cfg.arch != "linear" else ():
+        activations += features if cfg.dropout > 0 else 0
+        params += features * units + (4 * units if cfg.batch_norm else units)
+        activations += outputs * units
+        features = units
+    activations += (features if cfg.dropout > 0 else 0) + NUM_CLASSES
+    params += features * NUM_CLASSES + NUM_CLASSES
+    return ModelSize(params, activations)
+
+
+def check_model_size(cfg: ModelConfig) -> None:
+    """Refuse, before anything is built, a model past MAX_PARAMS or MAX_ACTIVATIONS.
+
+    Raises:
+        ConfigError: too large, or layers that do not fit 28x28 input (see model_size).
+    """
+    size = model_size(cfg)
+    if size is None:
+        return
+    if size.params > MAX_PARAMS:
+        raise ConfigError(
+            f"model {cfg.name!r} would have {size.params:,} parameters, past mnistlab's cap of {MAX_PARAMS:,} "
+            f"({MAX_PARAMS * 16 // 10**6:,} MB to train with Adam); make its layers smaller."
+        )
+    if size.activations > MAX_ACTIVATIONS:
+        raise ConfigError(
+            f"model {cfg.name!r} would compute {size.activations:,} values an image, past mnistlab's cap of "
+            f"{MAX_ACTIVATIONS:,} ({MAX_ACTIVATIONS * 4 * 128 // 10**9} GB a batch of 128); "
+            "use fewer filters or layers."
+        )
+
+
 @dataclass(frozen=True)
 class Preset:
     """A named starting point: an architecture and the run settings it was tuned with."""
@@ -287,12 +381,14 @@ def build_model(cfg: ModelConfig) -> keras.Model:
     """Build the uncompiled model that `cfg` describes.
 
     Raises:
-        ConfigError: cfg.arch is not a registered builder, or the layers do not fit 28x28 input.
+        ConfigError: cfg.arch is not a registered builder, the layers do not fit 28x28 input, or
+            the model is past check_model_size's caps.
     """
     try:
         builder = REGISTRY[cfg.arch]
     except KeyError:
         raise ConfigError(f"unknown arch {cfg.arch!r}; choose one of {', '.join(REGISTRY)}.") from None
+    check_model_size(cfg)
     try:
         return builder(cfg)
     except ValueError as e:

@@ -30,7 +30,7 @@ from mnistlab.calibrate import apply_temperature
 from mnistlab.errors import MnistlabError
 from mnistlab.files import atomic_write
 from mnistlab.inference import predict_probs
-from mnistlab.runs import is_run_folder
+from mnistlab.runs import is_run_folder, why_no_folder
 from mnistlab.runtimes import READER_NAME, OnnxModel, load_keras, load_runtime
 
 # Below this probability the answer is "unsure". On the 130 real images of benchmarks/
@@ -169,10 +169,20 @@ class Predictor:
         return cls(model, temperature, min_confidence, runtime)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """Calibrated (N, 10) probabilities for uint8 MNIST-format images (N, 28, 28)."""
+        """Calibrated (N, 10) probabilities for uint8 MNIST-format images (N, 28, 28).
+
+        Raises:
+            PredictError: the model gives probabilities that are not numbers (NaN), as a model
+                whose training diverged does; no answer is better than a made-up one.
+        """
         if len(images) == 0:
             return np.zeros((0, 10))
-        return apply_temperature(predict_probs(self.model, images), self.temperature)
+        probs = apply_temperature(predict_probs(self.model, images), self.temperature)
+        broken = int((~np.isfinite(probs).all(axis=1)).sum())
+        if broken:
+            raise PredictError(f"the model gives probabilities that are not numbers for {broken} of {len(probs)} "
+                               "images: its weights are broken (as after training that diverged); train it again.")
+        return probs
 
     def _answers(self, prepared: list[Any], names: list[str]) -> list[Prediction]:
         images = np.stack([p.image for p in prepared]) if prepared else np.zeros((0, 28, 28), np.uint8)
@@ -337,18 +347,32 @@ def read_number(
     return load_predictor(run, min_confidence).read(image)
 
 
-def contact_sheet(sources: list[Source], predictions: list[Prediction], path: str | os.PathLike) -> None:
+# Rows of a contact sheet: 100 rows of 112 pixels make a 444 x 11,312 PNG (5 MP) that browsers
+# and viewers open; 5,000 images made one of 249 MP that nothing would.
+MAX_SHEET_ROWS = 100
+
+
+def contact_sheet(sources: list[Source], predictions: list[Prediction], path: str | os.PathLike) -> int:
     """A PNG with one row per image: the original, what the model saw (28x28, enlarged), and
-    the answer. Written atomically.
+    the answer; past MAX_SHEET_ROWS images, the first of them and a last row saying how many
+    were left out. Written atomically.
+
+    Returns:
+        The images drawn.
+
+    Raises:
+        PredictError: `path` cannot be written.
     """
     from PIL import Image, ImageDraw
 
     from mnistlab.data.decode import as_grey
 
     cell, text_w = 112, 220
-    sheet = Image.new("L", (2 * cell + text_w, cell * len(predictions)), 255)
+    shown = min(len(predictions), MAX_SHEET_ROWS)
+    left_out = len(predictions) - shown
+    sheet = Image.new("L", (2 * cell + text_w, cell * (shown + (left_out > 0))), 255)
     draw = ImageDraw.Draw(sheet)
-    for row, (source, p) in enumerate(zip(sources, predictions, strict=True)):
+    for row, (source, p) in enumerate(zip(sources[:shown], predictions[:shown], strict=True)):
         original = Image.fromarray(np.uint8(np.clip(as_grey(source), 0, 1) * 255))
         original.thumbnail((cell - 8, cell - 8))
         top = row * cell
@@ -357,4 +381,11 @@ def contact_sheet(sources: list[Source], predictions: list[Prediction], path: st
         answer = "-" if p.digit is None else f"{p.digit}  {p.confidence * 100:.0f} %"
         label = f"{answer}  {p.status}\n{Path(p.path).name[:28]}"
         draw.multiline_text((2 * cell + 8, top + cell // 2 - 12), label, fill=0)
-    atomic_write(Path(path), lambda f: sheet.save(f, format="PNG"))
+    if left_out:
+        draw.text((8, shown * cell + cell // 2 - 6), f"+ {left_out:,} more images not drawn (first {shown} shown)",
+                  fill=0)
+    try:
+        atomic_write(Path(path), lambda f: sheet.save(f, format="PNG"))
+    except OSError as e:
+        raise PredictError(f"cannot write the sheet {path}: {why_no_folder(Path(path).parent, e)}.") from None
+    return shown

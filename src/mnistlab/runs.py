@@ -30,6 +30,7 @@ import filelock
 from mnistlab.config import Config, config_from_dict, read_config_file, write_config
 from mnistlab.errors import MnistlabError
 from mnistlab.files import atomic_path, atomic_write, is_temporary
+from mnistlab.modelfile import ModelFileError, check_keras_file
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.toml"
@@ -245,7 +246,10 @@ class RunDir:
             while path.exists():
                 path = Path("runs") / f"{name}-{stamp}-{n}"
                 n += 1
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # FileExistsError, NotADirectoryError: a file where a folder must go
+            raise RunError(f"cannot create run folder {path}: {why_no_folder(path.parent, e)}.") from None
         try:
             path.mkdir()
         except FileExistsError:
@@ -253,7 +257,7 @@ class RunDir:
                 f"run folder {path} already exists; choose another --out or remove it first."
             ) from None
         except OSError as e:
-            raise RunError(f"cannot create run folder {path}: {e.strerror}.") from None
+            raise RunError(f"cannot create run folder {path}: {why_no_folder(path.parent, e)}.") from None
         return cls(path)
 
     @classmethod
@@ -274,8 +278,13 @@ class RunDir:
         """Load the run's model with Keras safe mode (no arbitrary code from the file).
 
         Raises:
-            RunError: the file is not a Keras model this version can read.
+            RunError: the file is damaged, would unpack to too much (modelfile.check_keras_file),
+                or is not a Keras model this version can read.
         """
+        try:
+            check_keras_file(self.model)
+        except ModelFileError as e:
+            raise RunError(str(e)) from None
         import keras
 
         try:
@@ -292,6 +301,15 @@ class RunDir:
             return {}
         except (OSError, ValueError) as e:
             raise RunError(f"cannot read {self.metrics}: {e}.") from None
+
+
+def why_no_folder(folder: Path, error: OSError) -> str:
+    """Why mkdir could not make `folder`: a file standing where it or a folder above it must be
+    (mkdir says only "File exists" or "Not a directory"), else the system's reason."""
+    for path in (folder, *folder.parents):
+        if path.exists() and not path.is_dir():
+            return f"{path} is a file, not a folder"
+    return error.strerror or str(error)
 
 
 def command_line() -> str:

@@ -2,9 +2,10 @@
 
     mnistlab --help
 
-Library errors (MnistlabError) become one line on stderr and exit status 2; Keras and TensorFlow
-are imported only by the commands that need them, so `mnistlab data info` starts fast and
-`mnistlab predict one.jpg` on the shipped reader never loads them.
+Library errors (MnistlabError) become one line on stderr and exit status 2; a reader that goes
+away (`mnistlab data info | head -1`) ends the command quietly, as it ends Unix tools. Keras and
+TensorFlow are imported only by the commands that need them, so `mnistlab data info` starts fast
+and `mnistlab predict one.jpg` on the shipped reader never loads them.
 
     flags.py      the parser: every command's flags, and the Config they build
     commands.py   one cmd_<name> per command: call the library, print the result
@@ -12,6 +13,8 @@ are imported only by the commands that need them, so `mnistlab data info` starts
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 from mnistlab.cli.commands import COMMANDS, KERAS_COMMANDS
@@ -27,10 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in KERAS_COMMANDS:  # predict, read, serve: only for a run without model.onnx
         import_keras_quietly()
     try:
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, rather than at exit
+        return status
     except MnistlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # As Python's docs advise (signal module, "Note on SIGPIPE"): stdout goes to devnull, so
+        # the flush at exit cannot fail again; the status is the shell's for a tool SIGPIPE ended.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE

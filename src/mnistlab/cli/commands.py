@@ -11,11 +11,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
 from mnistlab.cli.flags import config_from_args, split_overrides
-from mnistlab.config import DEFAULT_PRESET, read_config_file
+from mnistlab.config import DEFAULT_PRESET, MAX_SEED, ConfigError, read_config_file
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN and infinity made None, all the way down: json.dumps writes them as
+    bare NaN and Infinity, which no JSON parser reads."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json(value: Any, **options: Any) -> str:
+    """JSON that every parser reads: a number that is not one is null."""
+    return json.dumps(_finite(value), allow_nan=False, **options)
+
+
+def _check_count(flag: str, value: int, zero: str) -> None:
+    """Refuse a negative count, which a slice would read as "all but the last N"."""
+    if value < 0:
+        raise ConfigError(f"{flag} must be >= 0 ({zero}), not {value}.")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -54,7 +78,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     mnist = load_mnist(path=t.data_path or None, cache_dir=args.cache_dir, offline=t.offline, progress=t.verbose > 0)
     result = finetune(cfg, mnist=mnist)
     if args.json:
-        print(json.dumps({"run": str(result.run.run.path), **result.report}))
+        print(_json({"run": str(result.run.run.path), **result.report}))
         return 0
     print(format_finetune(result.report))
     print(f"run folder {result.run.run.path}")
@@ -85,7 +109,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                   trials=args.trials, timeout=args.timeout, trial_timeout=args.trial_timeout, data=data,
                   seed=t.seed, progress=progress)
     if args.json:
-        print(json.dumps(result))
+        print(_json(result))
         return 0
     best = result["best"]
     print(format_trials(result["rows"], best["number"] if best else None))
@@ -103,6 +127,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from mnistlab.evaluate import evaluate, format_report
     from mnistlab.runs import RunDir
 
+    _check_count("--limit", args.limit, "0: every test image")
     run = RunDir.open(args.run)
     model = run.load_model()
     data = load_mnist(path=args.data_path, cache_dir=args.cache_dir,
@@ -112,7 +137,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         x, y = x[: args.limit], y[: args.limit]
     result = {"run": str(run.path), "tta": args.tta, **evaluate(model, x, y, tta=args.tta)}
     if args.json:
-        print(json.dumps(result))
+        print(_json(result))
         return 0
     print(format_report(result))
     recorded = run.read_metrics().get("test_accuracy")
@@ -125,6 +150,10 @@ def _report_options(args: argparse.Namespace) -> dict[str, Any]:
     """MNIST loaded as the data flags say, and the options write_report and compare_runs share."""
     from mnistlab.data import load_mnist
 
+    _check_count("--limit", args.limit, "0: every test image")
+    _check_count("--sweep-images", args.sweep_images, "0 skips the sweep")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be from 0 to 2**32 - 1 ({MAX_SEED:,}), not {args.seed}.")
     progress = not args.json
     data = load_mnist(path=args.data_path, cache_dir=args.cache_dir, offline=args.offline, progress=progress)
     return {"data": data, "folders": args.folders, "sweep_images": args.sweep_images, "seed": args.seed,
@@ -153,7 +182,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         numbers = page.with_suffix(".json")
         report = json.loads(numbers.read_text(encoding="utf-8"))
-        print(json.dumps({"html": str(page), "json": str(numbers), **_headline_numbers(report)}))
+        print(_json({"html": str(page), "json": str(numbers), **_headline_numbers(report)}))
         return 0
     print(page)
     return 0
@@ -166,8 +195,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         numbers = page.with_suffix(".json")
         comparison = json.loads(numbers.read_text(encoding="utf-8"))
-        print(json.dumps({"html": str(page), "json": str(numbers),
-                          "runs": [_headline_numbers(r) for r in comparison["runs"]]}))
+        print(_json({"html": str(page), "json": str(numbers),
+                     "runs": [_headline_numbers(r) for r in comparison["runs"]]}))
         return 0
     print(page)
     return 0
@@ -200,16 +229,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files = image_files(images)
     predictions = load_predictor(run, args.min_confidence).predict(files)
     if args.show:
-        contact_sheet(files, predictions, args.show)
+        drawn = contact_sheet(files, predictions, args.show)
+        left_out = f" (the first {drawn} of {len(files):,} images)" if drawn < len(files) else ""
     if args.json:
-        print(json.dumps([p.to_dict() for p in predictions]))
+        print(_json([p.to_dict() for p in predictions]))
         return 0
     width = max(len("image"), *(len(p.path) for p in predictions))
     print(f"{'image':<{width}}  digit  confidence  status    top-3")
     for p in predictions:
         print(f"{p.path:<{width}}  {_answer(p)}  {p.status:<8}  {_top3(p)}".rstrip())
     if args.show:
-        print(f"sheet written to {args.show}")
+        print(f"sheet written to {args.show}{left_out}")
     return 0
 
 
@@ -221,7 +251,7 @@ def cmd_read(args: argparse.Namespace) -> int:
     run, image = (args.paths[0], args.paths[1]) if len(args.paths) == 2 else (args.model, args.paths[0])
     reading = load_predictor(run, args.min_confidence).read(image)
     if args.json:
-        print(json.dumps(reading.to_dict()))
+        print(_json(reading.to_dict()))
         return 0
     if reading.confidence is None:
         print(f"(no digits found)  ({reading.status})")
@@ -238,7 +268,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     result = export_model(args.run, args.format, args.out, data_path=args.data_path, cache_dir=args.cache_dir,
                           offline=args.offline, progress=not args.json)
-    print(json.dumps(result) if args.json else format_export(result))
+    print(_json(result) if args.json else format_export(result))
     return 0
 
 
@@ -251,7 +281,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         for name, preset in PRESETS.items()
     ]
     if args.json:
-        print(json.dumps(rows))
+        print(_json(rows))
         return 0
     print(f"{'preset':<16}{'arch':<8}{'parameters':>12}")
     for r in rows:
@@ -272,13 +302,13 @@ def cmd_data(args: argparse.Namespace) -> int:
     else:
         result = data.info(cache_dir=args.cache_dir)
     if args.json:
-        print(json.dumps(result, default=str))
+        print(_json(result, default=str))
     else:
         _print_tree(result)
     if args.action == "verify" and not result.get("ok"):
         print(f"error: the MNIST cache at {result.get('path')} does not match the reference checksums.",
               file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 

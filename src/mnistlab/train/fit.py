@@ -5,12 +5,14 @@
 The one training path: Adam on categorical cross-entropy with accuracy, a validation split taken
 from the end of the training set, early stopping that restores the best validation weights, a
 checkpoint after every epoch (see resume), and a final score on the test set (never used to
-pick the epoch). An ensemble is several such runs, saved as one model of their mean.
+pick the epoch); a loss that stops being a number ends the run there (TrainError). An ensemble is
+several such runs, saved as one model of their mean.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -20,11 +22,12 @@ import keras
 import numpy as np
 
 from mnistlab.calibrate import calibrate
-from mnistlab.config import Config, TrainConfig
+from mnistlab.config import MAX_SEED, Config, TrainConfig
 from mnistlab.data import MnistArrays, load_mnist
+from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import evaluate
 from mnistlab.files import atomic_write_json
-from mnistlab.models import build_model
+from mnistlab.models import build_model, check_model_size
 from mnistlab.runs import (
     RunDir,
     claim_run,
@@ -44,6 +47,10 @@ from mnistlab.train.resume import (
     phase_finished,
     restore_checkpoint,
 )
+
+
+class TrainError(MnistlabError):
+    """A run that went wrong while training: its loss stopped being a number."""
 
 
 @dataclass(frozen=True)
@@ -157,8 +164,13 @@ def train(
     Raises:
         MnistlabError: data that cannot be had, a config that cannot be built, a run folder
             that holds anything but an unfinished run of this config, or one in use.
+        TrainError: the loss became NaN or infinite (the step size too large); training stops
+            there and the folder is left unfinished, holding the epochs before (no model.keras,
+            no metrics.json).
     """
     t = cfg.train
+    if model is None:
+        check_model_size(cfg.model)  # a model too large to build is refused before any folder is made
     strategy = data_parallel(t.devices) if t.devices > 1 else None  # before any folder is made
     if data is None:
         data = load_mnist(path=t.data_path or None, offline=t.offline, progress=t.verbose > 0)
@@ -254,7 +266,8 @@ def _fit_run(
 
     start = time.perf_counter()
     checkpoint = EpochCheckpoint(run, keep_best=t.patience > 0)
-    every_phase = [keras.callbacks.CSVLogger(str(run.history), append=True), checkpoint, *(callbacks or [])]
+    every_phase = [keras.callbacks.TerminateOnNaN(), keras.callbacks.CSVLogger(str(run.history), append=True),
+                   checkpoint, *(callbacks or [])]
     if t.verbose:
         # Listed before RunProgress so the epoch's bar is finished before the run-level line.
         every_phase += [keras.callbacks.ProgbarLogger(), RunProgress(t.epochs)]
@@ -309,7 +322,7 @@ def _resume_phase(trainer: keras.Model, run: RunDir, t: TrainConfig, steps_per_e
         print(f"resuming after epoch {done}/{t.epochs} from {run.checkpoint}" if done else
               "resuming from the start: the run was killed in its first epoch", flush=True)
     if done:  # a fresh shuffling stream for the epochs left, rather than epoch 0's order again
-        seed_everything(t.seed + done)
+        seed_everything((t.seed + done) % (MAX_SEED + 1))
     return restored
 
 
@@ -340,7 +353,14 @@ def _fit_phase(
         callbacks=callbacks + stopping,
         verbose=fit_verbose,
     )
-    fitted = len(history.history["loss"])
+    losses = history.history["loss"]
+    if losses and not math.isfinite(losses[-1]):  # TerminateOnNaN stopped fit() in this epoch
+        raise TrainError(
+            f"training diverged: the loss became {losses[-1]} in epoch {first_epoch + done + len(losses)}, so it "
+            f"was stopped with no model saved; lower the learning rate (it was {phase.learning_rate:g}) and train "
+            "again into a new folder."
+        )
+    fitted = len(losses)
     return _PhaseFit(done + fitted, val_accuracy + (history.history.get("val_accuracy") or []), fitted)
 
 
@@ -359,6 +379,9 @@ def _finish(
     if t.test_limit:
         x_test, y_test = x_test[: t.test_limit], y_test[: t.test_limit]
     test = evaluate(model, x_test, y_test)
+    if not math.isfinite(test["loss"]):
+        raise TrainError(f"the trained model gives a test loss of {test['loss']}: its weights are not all numbers; "
+                         "lower the learning rate and train again into a new folder.")
     calibration = calibrate(model, *held_out)
     save_model_atomic(model, run.model)
     metrics = {

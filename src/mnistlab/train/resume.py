@@ -11,6 +11,8 @@ differs from an uninterrupted run: the shuffling is reseeded with seed + complet
 
 from __future__ import annotations
 
+import math
+import zipfile
 from dataclasses import dataclass
 
 import keras
@@ -28,7 +30,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     keras.callbacks.ModelCheckpoint and BackupAndRestore write in place (BackupAndRestore two
     files that a kill between them leaves disagreeing), so a crash mid-write leaves a broken
-    checkpoint; this writes one file beside the old one and renames.
+    checkpoint; this writes one file beside the old one and renames. An epoch whose loss is not
+    a number (TerminateOnNaN stopped it) is not saved: the checkpoint stays the last sound epoch.
     """
 
     def __init__(self, run: RunDir, keep_best: bool = False):
@@ -37,8 +40,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.best: float | None = None  # the phase's best val_accuracy so far
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        if not math.isfinite(logs.get("loss", 0.0)):
+            return
         save_model_atomic(self.model, self.run.checkpoint)
-        current = (logs or {}).get("val_accuracy")
+        current = logs.get("val_accuracy")
         # Strictly greater, as EarlyStopping counts an improvement: the first best epoch wins.
         if self.keep_best and current is not None and (self.best is None or current > self.best):
             self.best = current
@@ -106,11 +112,7 @@ def restore_checkpoint(trainer: keras.Model, run: RunDir, steps_per_epoch: int, 
             best_weights = trainer.get_weights()
             _save_weights(run, best_weights)
         else:
-            try:
-                with np.load(run.best_weights) as saved:
-                    best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-            except (OSError, ValueError) as e:
-                raise RunError(f"cannot resume: {run.best_weights} cannot be read ({e}).") from None
+            best_weights = _load_weights(run, trainer.get_weights())
     return Restored(done, val, best_weights)
 
 
@@ -124,3 +126,25 @@ def phase_finished(done: int, epochs: int, val_accuracy: list[float], patience: 
 
 def _save_weights(run: RunDir, weights: list[np.ndarray]) -> None:
     atomic_write(run.best_weights, lambda out: np.savez(out, *weights))
+
+
+def _load_weights(run: RunDir, like: list[np.ndarray]) -> list[np.ndarray]:
+    """The best epoch's weights from best_weights.npz, which must match `like` array for array.
+
+    A damaged file is an error, not skipped: without it early stopping would end holding the last
+    epoch's weights while metrics.json named the best one as kept.
+
+    Raises:
+        RunError: the file is missing, damaged, or holds other arrays than the model's weights.
+    """
+    try:
+        with np.load(run.best_weights) as saved:
+            weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RunError(f"cannot resume: {run.best_weights}, the best epoch's weights, cannot be read ({reason}); "
+                       "remove the run folder and train again.") from None
+    if [w.shape for w in weights] != [w.shape for w in like]:
+        raise RunError(f"cannot resume: {run.best_weights} does not hold this model's weights; "
+                       "remove the run folder and train again.")
+    return weights
