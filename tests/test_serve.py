@@ -1,23 +1,33 @@
-"""The HTTP API over a real uvicorn server on loopback: answers, corrections, every refusal."""
+"""The HTTP API over a real uvicorn server on loopback: answers, corrections, every refusal, and
+clients that hold connections open, write from other sites or send huge images all at once."""
 
 import base64
+import contextlib
 import csv
 import io
 import json
+import logging
 import os
+import selectors
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
 import numpy as np
 import pytest
+from fastapi import FastAPI
 from PIL import Image
+from starlette.datastructures import Headers
 
+from mnistlab.data.folders import labelled_images
 from mnistlab.predict import Predictor
 from mnistlab.runtimes import onnx_model
 from mnistlab.serve import Limits, ServeError, bind, create_app, running
+from mnistlab.serve.origins import local_names, write_refusal
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +218,7 @@ def test_corrections_are_capped(small_run, predictor, tmp_path, sure_digits):
         statuses = [httpx.post(url + "v1/corrections", files={"file": ("8.png", png)}, data={"label": "8"})
                     for _ in range(3)]
     assert [r.status_code for r in statuses] == [201, 201, 507]
-    assert "2 images" in _error(statuses[2], 507)
+    assert "2 images" in _error(statuses[2], 507) and "move images out" in _error(statuses[2], 507)
     assert len(list((tmp_path / "c" / "8").glob("*.png"))) == 2 and len(_rows(tmp_path / "c")) == 3
     with running(create_app(predictor, tmp_path / "d", limits=Limits(max_correction_bytes=100))) as url:
         full = httpx.post(url + "v1/corrections", files={"file": ("8.png", png)}, data={"label": "8"})
@@ -289,6 +299,21 @@ BAD_REQUESTS = {
                        400, "multipart"),
     "corrupt correction": ("POST", "/v1/corrections", {"files": {"file": ("a.png", GOOD[:60])}, "data": {"label": "3"}},
                            400, "truncated"),
+    "label twice": ("POST", "/v1/corrections", {"files": {"file": ("a.png", GOOD)}, "data": {"label": ["3", "4"]}},
+                    400, "more than once"),
+    "label twice in json": ("POST", "/v1/corrections", {"content": f'{{"image": "{GOOD_B64}", "label": 3, "label": 4}}',
+                            "headers": {"content-type": "application/json"}}, 400, "more than once"),
+    # A browser names the page that sent a write; only the server's own page may.
+    "another site's page": ("POST", "/v1/corrections", {"files": {"file": ("a.png", GOOD)}, "data": {"label": "3"},
+                            "headers": {"origin": "https://evil.example"}}, 403, "another site"),
+    "another site's predict": ("POST", "/v1/predict", {"json": {"image": GOOD_B64},
+                               "headers": {"origin": "http://127.0.0.1:1"}}, 403, "another site"),
+    "an opaque origin": ("POST", "/v1/corrections", {"json": {"image": GOOD_B64, "label": 3},
+                         "headers": {"origin": "null"}}, 403, "another site"),
+    "cross-site without origin": ("POST", "/v1/corrections", {"json": {"image": GOOD_B64, "label": 3},
+                                  "headers": {"sec-fetch-site": "cross-site"}}, 403, "another site"),
+    "DNS rebinding": ("POST", "/v1/corrections", {"json": {"image": GOOD_B64, "label": 3},
+                      "headers": {"host": "evil.example", "origin": "http://evil.example"}}, 403, "not a name"),
     "GET predict": ("GET", "/v1/predict", {}, 405, "not allowed"),
     "PUT corrections": ("PUT", "/v1/corrections", {}, 405, "not allowed"),
     "DELETE healthz": ("DELETE", "/healthz", {}, 405, "not allowed"),
@@ -354,6 +379,317 @@ def test_slow_work_and_slow_bodies_are_cut_off(predictor):
 
         late = httpx.post(url + "v1/predict", content=dribble(), headers={"content-type": "application/json"})
         assert "to arrive" in _error(late, 408)
+
+
+def test_same_origin_writes_and_scripts_are_served(api, corrections_dir, sure_digits):
+    """The server's own page (Origin = the Host it was sent to) and scripts (no Origin) may write;
+    any page may read."""
+    png = _drawing(sure_digits[5])
+    port = api.base_url.port
+    for headers in ({}, {"origin": f"http://127.0.0.1:{port}"},
+                    {"origin": f"http://localhost:{port}", "host": f"localhost:{port}"},
+                    {"origin": f"http://[::1]:{port}", "host": f"[::1]:{port}"},
+                    {"sec-fetch-site": "same-origin"}):
+        response = api.post("/v1/corrections", files={"file": ("5.png", png)}, data={"label": "5"}, headers=headers)
+        assert response.status_code == 201, (headers, response.text)
+    assert api.get("/v1/model", headers={"origin": "https://evil.example"}).status_code == 200
+
+
+@pytest.mark.parametrize(("host", "origin", "names", "refused"), [
+    ("127.0.0.1:8000", "http://127.0.0.1:8000", (), False),
+    ("127.0.0.1", "http://127.0.0.1:80", (), False),  # the scheme's default port, said or not
+    ("127.0.0.1:8000", "http://127.0.0.1:8001", (), True),  # another port is another site
+    ("127.0.0.1:8000", "https://127.0.0.1:8000", (), False),  # TLS ended by a proxy in front
+    ("192.168.1.20:8000", "http://192.168.1.20:8000", (), False),  # --host 0.0.0.0, reached by address
+    ("app.localhost:8000", "http://app.localhost:8000", (), False),
+    ("mybox.lan:8000", "http://mybox.lan:8000", (), True),  # rebinding looks just like this
+    ("mybox.lan:8000", "http://mybox.lan:8000", ("mybox.lan",), False),  # unless the name is given
+    ("127.0.0.1:8000", "file://", (), True),
+    ("127.0.0.1:8000", "http://127.0.0.1:bad", (), True),
+])
+def test_which_pages_may_write(host, origin, names, refused):
+    reason = write_refusal("POST", Headers({"host": host, "origin": origin}), local_names(names))
+    assert (reason is not None) == refused, reason
+    assert write_refusal("GET", Headers({"host": "evil.example", "origin": "https://evil.example"}),
+                         local_names()) is None
+
+
+# -- connections: idle, slow, broken or too many ----------------------------------------------
+
+
+@contextlib.contextmanager
+def held_connections(url: str, count: int, send: bytes = b""):
+    """`count` connections to the server at `url` that send `send` (nothing, or a request's first
+    bytes) and then hold still, as idle and slow-header clients do; closed on exit.
+
+    For tests and benchmarks: hold them, then measure what other clients get.
+    """
+    address = (httpx.URL(url).host, httpx.URL(url).port)
+    sockets = []
+    try:
+        for _ in range(count):
+            sockets.append(socket.create_connection(address, timeout=30))
+            if send:
+                sockets[-1].sendall(send)
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def closed_by_server(sockets: list[socket.socket], at_least: int, deadline_s: float = 60) -> set[int]:
+    """Indices of the sockets the server has closed, once at least `at_least` are (waits up to
+    deadline_s; whatever they were sent is read and dropped)."""
+    closed: set[int] = set()
+    deadline = time.monotonic() + deadline_s
+    with selectors.DefaultSelector() as selector:  # not select.select: fds past 1024 are likely here
+        for k, sock in enumerate(sockets):
+            selector.register(sock, selectors.EVENT_READ, k)
+        while len(closed) < at_least and (left := deadline - time.monotonic()) > 0:
+            for key, _ in selector.select(min(left, 1.0)):
+                try:
+                    gone = not key.fileobj.recv(65536)
+                except ConnectionError:
+                    gone = True
+                if gone:
+                    closed.add(key.data)
+                    selector.unregister(key.fileobj)
+    return closed
+
+
+def _read_until(sock: socket.socket, marker: bytes, deadline_s: float = 60) -> bytes:
+    """What the server sends on a connection, up to and including `marker`."""
+    sock.settimeout(deadline_s)
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before {marker!r}: {data[:300]!r}"
+        data += chunk
+    return data
+
+
+def _answer(sock: socket.socket, deadline_s: float = 60) -> bytes:
+    """All the server sends on a connection until it closes it."""
+    sock.settimeout(deadline_s)
+    data = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def _json_refusal(answer: bytes, status: int) -> str:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status), answer[:300]
+    assert b"content-type: application/json" in head.lower()
+    error = json.loads(body)["error"]
+    assert error and "\n" not in error
+    return error
+
+
+PARTIAL_REQUEST = b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty"  # and then nothing
+
+
+def test_idle_and_slow_connections_do_not_lock_clients_out(predictor, tmp_path, sure_digits):
+    """200 connections that send nothing or half their headers, twice the limit: others are
+    still answered, and the connections waiting longest are the ones closed to make room."""
+    assert Limits().max_connections == 100  # the default limit, held twice over
+    with (running(create_app(predictor, tmp_path / "c")) as url,
+          held_connections(url, 100) as silent, held_connections(url, 100, PARTIAL_REQUEST)):
+        assert httpx.get(url + "healthz", timeout=60).json() == {"status": "ok"}
+        answer = httpx.post(url + "v1/predict", files={"file": ("4.png", _drawing(sure_digits[4]))}, timeout=60)
+        assert answer.status_code == 200 and answer.json()["predictions"][0]["digit"] == 4
+        assert closed_by_server(silent, at_least=100) == set(range(100))  # the oldest went first
+
+
+def test_headers_must_arrive_in_time(predictor):
+    """From the connection's opening, or a kept-alive connection's next byte, to complete headers:
+    header_timeout_s; then the connection is closed, with a 408 when part of a request came."""
+    limits = Limits(header_timeout_s=1, keep_alive_s=60)  # long keep-alive: only the deadline can close
+    with running(create_app(predictor, "/nonexistent/never-written"), limits=limits) as url:
+        started = time.monotonic()
+        with (held_connections(url, 1) as (silent,), held_connections(url, 1, PARTIAL_REQUEST) as (partial,),
+              held_connections(url, 1, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") as (kept,)):
+            _read_until(kept, b'{"status":"ok"}')
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+            assert httpx.get(url + "healthz", timeout=60).status_code == 200  # others are served meanwhile
+            assert _answer(silent) == b""  # nothing was asked, so nothing is answered
+            assert "headers took over 1 s" in _json_refusal(_answer(partial), 408)
+            assert "headers took over 1 s" in _json_refusal(_answer(kept), 408)
+        assert time.monotonic() - started >= 0.9
+        with held_connections(url, 1, b"GET /healthz HTTP/1.1\r\nX-Drip: ") as (drip,):
+            # A byte every 0.1 s, which would restart a timer counted from the last byte, until the
+            # server answers (the 408) or closes.
+            drip.settimeout(0.1)
+            deadline, answered = time.monotonic() + 60, False
+            while not answered and time.monotonic() < deadline:
+                try:
+                    answered = drip.recv(65536) is not None
+                except TimeoutError:
+                    with contextlib.suppress(ConnectionError):
+                        drip.sendall(b"a")
+                except ConnectionError:
+                    answered = True
+            assert answered
+
+
+def _gate():
+    """(app, entered, release): a route /wait that holds its request until release is set."""
+    app, entered, release = FastAPI(), threading.Semaphore(0), threading.Event()
+
+    @app.get("/wait")
+    def wait() -> dict[str, str]:
+        entered.release()
+        release.wait(60)
+        return {"status": "done"}
+
+    return app, entered, release
+
+
+def test_connections_past_the_limit(tmp_path):
+    """Past max_connections a waiting connection is closed to make room; when every one is busy
+    with a request, the request past the limit gets 503 in JSON."""
+    app, entered, release = _gate()
+    with (running(app, limits=Limits(max_connections=2)) as url,
+          held_connections(url, 1, b"GET /wait HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") as (busy,),
+          held_connections(url, 1) as (idle,)):
+        assert entered.acquire(timeout=60)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            assert client.get("/openapi.json").status_code == 200  # made room by closing `idle`
+            assert closed_by_server([idle], at_least=1) == {0}
+            with held_connections(url, 1, b"GET /wait HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") as (busy_too,):
+                assert entered.acquire(timeout=60)
+                with httpx.Client(base_url=url, timeout=60) as other:  # its own connection: a third
+                    full = other.get("/openapi.json")
+                assert "answering 2 requests" in _error(full, 503)
+                release.set()
+                _read_until(busy, b'"done"')
+                _read_until(busy_too, b'"done"')
+            assert client.get("/openapi.json").status_code == 200
+
+
+@pytest.mark.parametrize(("raw", "status", "word"), [
+    (b"GARBAGE\r\n\r\n", 400, "malformed"),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(64), 400, "malformed"),  # TLS on the HTTP port
+    (b"GET / HTTP/1.1\r\n\r\n", 400, "host"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20_000, 431, "16 kib"),
+], ids=["garbage", "tls", "no host", "headers too large"])
+def test_broken_http_is_refused_in_json(api, raw, status, word):
+    with held_connections(str(api.base_url), 1, raw) as (sock,):
+        assert word in _json_refusal(_answer(sock), status).lower()
+    assert api.get("/healthz").status_code == 200
+
+
+# -- pixels decoded at once, all requests together --------------------------------------------
+
+
+class _Gated(Predictor):
+    """A predictor that holds every call with a large image until `release` is set."""
+
+    def __init__(self, predictor: Predictor):
+        super().__init__(predictor.model, predictor.temperature)
+        self.entered, self.release = threading.Semaphore(0), threading.Event()
+        self.large_at_once = self.most_large_at_once = 0
+        self._lock = threading.Lock()
+
+    def predict(self, images, *args, **kwargs):
+        large = any(np.size(image) > 20_000 for image in images)
+        if large:
+            with self._lock:
+                self.large_at_once += 1
+                self.most_large_at_once = max(self.most_large_at_once, self.large_at_once)
+            self.entered.release()
+            self.release.wait(60)
+        try:
+            return super().predict(images, *args, **kwargs)
+        finally:
+            if large:
+                with self._lock:
+                    self.large_at_once -= 1
+
+
+LARGE = _png(np.full((300, 300), 255, np.uint8))  # 90,000 pixels
+LARGER = _png(np.full((400, 400), 255, np.uint8))  # 160,000 pixels
+
+
+def _post_in_thread(url: str, png: bytes) -> tuple[threading.Thread, list[httpx.Response]]:
+    answers: list[httpx.Response] = []
+    thread = threading.Thread(target=lambda: answers.append(
+        httpx.post(url + "v1/predict", files={"file": ("x.png", png)}, timeout=120)))
+    thread.start()
+    return thread, answers
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="a small request beside a held one needs two work threads")
+def test_large_images_take_turns_and_small_ones_go_on(onnx_run, sure_digits):
+    """Two large requests do not fit the budget at once: the second waits without a thread, and a
+    small request is answered while the first is held."""
+    gated = _Gated(Predictor.from_onnx(onnx_run / "model.onnx"))
+    limits = Limits(max_decoding_pixels=150_000)
+    with running(create_app(gated, "/nonexistent/never-written", limits=limits), limits=limits) as url:
+        first, first_answer = _post_in_thread(url, LARGE)
+        assert gated.entered.acquire(timeout=60)
+        second, second_answer = _post_in_thread(url, LARGE)
+        small = httpx.post(url + "v1/predict", files={"file": ("7.png", _drawing(sure_digits[7]))}, timeout=60)
+        assert small.status_code == 200 and small.json()["predictions"][0]["digit"] == 7
+        gated.release.set()
+        for thread in (first, second):
+            thread.join(120)
+        assert [a[0].status_code for a in (first_answer, second_answer)] == [200, 200]
+        assert gated.most_large_at_once == 1
+        assert "the most is 150,000" in _error(httpx.post(url + "v1/predict", files={"file": ("x.png", LARGER)}), 413)
+
+
+def test_waiting_for_pixels_is_bounded(predictor):
+    gated = _Gated(predictor)
+    limits = Limits(max_decoding_pixels=150_000, work_timeout_s=2)
+    with running(create_app(gated, "/nonexistent/never-written", limits=limits), limits=limits) as url:
+        first, first_answer = _post_in_thread(url, LARGE)
+        assert gated.entered.acquire(timeout=60)
+        second = httpx.post(url + "v1/predict", files={"file": ("x.png", LARGE)}, timeout=60)
+        assert "budget of 150,000 pixels" in _error(second, 503)
+        gated.release.set()
+        first.join(120)
+        assert "longer than" in _error(first_answer[0], 503)  # held past the deadline
+
+
+# -- the corrections folder when images are moved away ----------------------------------------
+
+
+def test_moved_away_corrections_leave_labels_csv(small_run, predictor, tmp_path, sure_digits, caplog):
+    """The 507 says to move images away; doing so makes room, and their rows leave labels.csv
+    (at the next correction, or when the server starts), so fine-tuning can read the folder."""
+    folder = tmp_path / "c"
+    limits = Limits(max_corrections=3)
+    store = [("file", (f"{d}.png", _drawing(sure_digits[d]))) for d in (1, 2, 3, 4)]
+    with running(create_app(predictor, folder, limits=limits)) as url:
+        answers = [httpx.post(url + "v1/corrections", files=[f], data={"label": str(d)}, timeout=60)
+                   for f, d in zip(store, (1, 2, 3, 4), strict=True)]
+        assert [a.status_code for a in answers] == [201, 201, 201, 507]
+        stored = [a.json()["stored"] for a in answers[:3]]
+        (folder / stored[0]).rename(tmp_path / "elsewhere.png")  # moved away after fine-tuning
+        again = httpx.post(url + "v1/corrections", files=[store[3]], data={"label": "4"}, timeout=60)
+        assert again.status_code == 201
+    rows = _rows(folder)
+    assert rows == [["file", "label"], [stored[1], "2"], [stored[2], "3"], [again.json()["stored"], "4"]]
+    assert [label for _, label in labelled_images(folder).images] == [2, 3, 4]
+    (folder / stored[1]).unlink()
+    with caplog.at_level(logging.WARNING, logger="mnistlab.serve"):
+        create_app(predictor, folder)  # opening the store prunes too, and says so
+    assert [row[0] for row in _rows(folder)[1:]] == [stored[2], again.json()["stored"]]
+    assert "1 images no longer there" in caplog.text and stored[1] in caplog.text
+
+
+def test_pruning_keeps_every_other_line(predictor, tmp_path):
+    folder = tmp_path / "c"
+    (folder / "3").mkdir(parents=True)
+    (folder / "3" / "kept.png").write_bytes(GOOD)
+    (folder / "other.png").write_bytes(GOOD)
+    table = "\ufefffile,label\r\n3/kept.png,3\r\n3/gone.png,3\r\n\r\n\"other.png\",7\r\n3/cut-short"
+    (folder / "labels.csv").write_bytes(table.encode())
+    create_app(predictor, folder)
+    assert (folder / "labels.csv").read_bytes().decode() == "\ufefffile,label\r\n3/kept.png,3\r\n\"other.png\",7\r\n"
+    assert [path.name for path, _ in labelled_images(folder).images] == ["kept.png", "other.png"]
 
 
 # -- the command -----------------------------------------------------------------------------

@@ -5,12 +5,14 @@
 `serve` chooses the model (the shipped reader, or the run's model.onnx, through ONNX Runtime, so
 Keras and TensorFlow are never imported and the first answer comes within ~2 s; else the run's
 Keras model), binds the socket, prints the URL and runs uvicorn. `app.create_app` builds the FastAPI app from
-any Predictor; `requests.Limits` bounds what a request may cost.
+any Predictor; `requests.Limits` bounds what a request may cost; `connections.Connection` is the
+uvicorn protocol that bounds connections (idle ones cannot lock clients out).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import threading
@@ -26,6 +28,7 @@ from mnistlab.predict import DEFAULT_MIN_CONFIDENCE, load_predictor, model_name
 from mnistlab.runs import RunDir
 from mnistlab.runtimes import onnx_model
 from mnistlab.serve.app import create_app
+from mnistlab.serve.connections import Connection
 from mnistlab.serve.requests import DEFAULT_LIMITS, Limits
 
 __all__ = [
@@ -77,11 +80,13 @@ def build_server(app: FastAPI, limits: Limits = DEFAULT_LIMITS) -> uvicorn.Serve
     """A uvicorn server with the limits' timeouts; run it with `.run(sockets=[bind(...)])`."""
     config = uvicorn.Config(
         app,
-        http="h11",
+        # h11 with a header deadline and a connection limit idle clients cannot use up; uvicorn's
+        # own limit_concurrency counts idle connections as load, so it is left off.
+        http=functools.partial(Connection, limits=limits),
+        ws="none",  # no WebSocket routes: an Upgrade header is an ordinary request's
         loop="asyncio",
         lifespan="off",  # the app has no start-up work: the model is loaded before the socket
         timeout_keep_alive=limits.keep_alive_s,
-        limit_concurrency=limits.max_connections,
         timeout_graceful_shutdown=5,
         log_level="warning",
         access_log=False,
@@ -126,7 +131,8 @@ def serve(
         raise
     if corrections is None:
         corrections = READER_CORRECTIONS if run is None else RunDir(Path(run)).corrections
-    app = create_app(predictor, corrections, run_name=model_name(run), limits=limits)
+    # A name given to --host is one a browser may write to the server by (origins.local_names).
+    app = create_app(predictor, corrections, run_name=model_name(run), limits=limits, allowed_hosts=[host])
     url = url_of(sock)
     served = "the shipped reader" if run is None else run
     print(f"serving {served} ({predictor.runtime}) at {url}  (API docs at {url}docs; corrections go to "

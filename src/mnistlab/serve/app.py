@@ -12,34 +12,40 @@ Routes (every refusal is a 4xx with the body {"error": "<one line>"}, never a 50
     GET  /v1/model        what is serving: run, runtime, temperature, threshold, limits
     GET  /healthz         {"status": "ok"}
 
+Writes (every POST) from a browser are served only from the server's own page: a request with an
+Origin header must come from the Host it was sent to, and that Host must be a name of this server
+(localhost, an IP address, the machine's name, or one in `allowed_hosts`); else 403. Scripts send
+no Origin and are served as before (origins.py says why this stops other sites' pages).
+
 Each answer has a status an app can rely on (openapi.STATUS_MEANING): "ok", "unsure" (below the
 minimum confidence; for a number, its joint confidence), or "no_digit" (digit and confidence null).
 
-HTTP statuses: 400 malformed input (an image that does not decode included), 404/405 no such route or
-method, 408 body too slow to arrive, 413 too many bytes or pixels, 415 neither multipart nor JSON,
-503 busy or out of time, 507 corrections folder full. Every limit is a field of Limits.
+HTTP statuses: 400 malformed input (an image that does not decode, a field given twice and broken
+HTTP included), 403 a write from another site's page, 404/405 no such route or method, 408 headers
+or body too slow to arrive, 413 too many bytes or pixels, 415 neither multipart nor JSON, 431
+headers too large, 503 busy or out of time, 507 corrections folder full. Every limit is a field of
+Limits.
 
 Reading a body into images and fields (and refusing it) is requests.py's job; the bodies /docs
-shows come from openapi.py. Here: the routes, the bounded work behind them, and the error replies.
+shows come from openapi.py; the threads, deadline and pixel budget of the work are work.py's;
+connections.py bounds the connections and refuses broken HTTP. Here: the routes and the error
+replies.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import os
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.exceptions import HTTPException
@@ -54,18 +60,21 @@ from mnistlab.data import (
 )
 from mnistlab.errors import MnistlabError
 from mnistlab.predict import Predictor
-from mnistlab.serve.corrections import CorrectionStore, StoreFull
+from mnistlab.serve.corrections import CorrectionStore, StoreFull, open_store
 from mnistlab.serve.openapi import predictions_response, reading_response, request_body
+from mnistlab.serve.origins import SameOriginWrites, local_names
 from mnistlab.serve.requests import (
     DEFAULT_LIMITS,
     ApiError,
     Limits,
     Upload,
+    error_json,
     one_image,
     parse_label,
     parse_request,
     some_images,
 )
+from mnistlab.serve.work import WorkPool
 from mnistlab.version import __version__
 
 STATIC = Path(__file__).parent / "static"
@@ -85,35 +94,6 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 
-T = TypeVar("T")
-
-
-class _Work:
-    """Decoding and the model, off the event loop: bounded threads, queue and time."""
-
-    def __init__(self, threads: int, limits: Limits):
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="mnistlab-serve")
-        self._slots = threading.BoundedSemaphore(limits.max_pending)
-        self._timeout = limits.work_timeout_s
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        if not self._slots.acquire(blocking=False):
-            raise ApiError(503, "the server is busy; try again in a moment")
-        try:
-            future = self._pool.submit(fn, *args)
-        except BaseException:
-            self._slots.release()
-            raise
-        # Released when the work really ends: a timed-out job still holds its slot while it runs.
-        future.add_done_callback(lambda _: self._slots.release())
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self._timeout)
-        except TimeoutError:
-            raise ApiError(
-                503, f"the work took longer than {self._timeout:g} s; send fewer or smaller images"
-            ) from None
-
-
 def create_app(
     predictor: Predictor,
     corrections_dir: str | os.PathLike,
@@ -121,6 +101,7 @@ def create_app(
     run_name: str = "",
     runtime: str | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    allowed_hosts: Iterable[str] = (),
 ) -> FastAPI:
     """The FastAPI app serving one predictor.
 
@@ -131,18 +112,24 @@ def create_app(
         runtime: "onnx" or "keras" (default: the predictor's); a Keras model is run by one thread
             at a time.
         limits: sizes, counts and timeouts per request.
+        allowed_hosts: host names a browser may reach the server by to write, besides localhost,
+            IP addresses and this machine's name (the --host given, a proxy's name).
     """
     runtime = runtime or predictor.runtime
     app = FastAPI(
         title="mnistlab",
         version=__version__,
         description="Handwritten digits in, digits with calibrated confidence out. "
-        "Errors are 4xx with {\"error\": \"<one line>\"}.",
+        "Errors are 4xx with {\"error\": \"<one line>\"}. "
+        "Writes (POST) from a browser page are served only from this server's own page: a request "
+        "with an Origin header must come from the Host it was sent to, and that Host must be "
+        "localhost, an IP address or this machine's name; else 403. Scripts (no Origin) are served.",
     )
     # ONNX Runtime sessions may be shared by threads; a Keras model's predict may not.
-    work = _Work(1 if runtime == "keras" else min(4, os.cpu_count() or 1), limits)
-    store = CorrectionStore(corrections_dir, limits.max_corrections, limits.max_correction_bytes)
+    work = WorkPool(1 if runtime == "keras" else min(4, os.cpu_count() or 1), limits)
+    store = open_store(corrections_dir, limits.max_corrections, limits.max_correction_bytes)
     _add_error_handlers(app)
+    app.add_middleware(SameOriginWrites, names=local_names(allowed_hosts))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -171,13 +158,15 @@ def create_app(
               openapi_extra={**request_body(many=True), **predictions_response()})
     async def predict(request: Request) -> dict[str, Any]:
         uploads, _ = await parse_request(request, limits, extra_fields=())
-        return {"predictions": await work.run(_predict, predictor, some_images(uploads, limits))}
+        images = some_images(uploads, limits)
+        return {"predictions": await work.run(images, _predict, predictor, images)}
 
     @app.post("/v1/read", summary="The multi-digit number written in one image",
               openapi_extra={**request_body(), **reading_response()})
     async def read(request: Request) -> dict[str, Any]:
         uploads, _ = await parse_request(request, limits, extra_fields=())
-        return await work.run(_read, predictor, one_image(uploads))
+        image = one_image(uploads)
+        return await work.run([image], _read, predictor, image)
 
     @app.post(
         "/v1/corrections",
@@ -188,13 +177,14 @@ def create_app(
     async def corrections(request: Request) -> JSONResponse:
         uploads, fields = await parse_request(request, limits, extra_fields=("label",))
         label = parse_label(fields.get("label"))
-        stored = await work.run(_store_correction, store, one_image(uploads), label)
+        image = one_image(uploads)
+        stored = await work.run([image], _store_correction, store, image, label)
         return JSONResponse({"stored": stored, "label": label}, status_code=201)
 
     return app
 
 
-# -- the work, run in _Work's threads --------------------------------------------------------
+# -- the work, run in WorkPool's threads --------------------------------------------------------
 
 
 def _decode(uploads: list[Upload]) -> list[np.ndarray]:
@@ -244,23 +234,23 @@ def _store_correction(store: CorrectionStore, upload: Upload, label: int) -> str
 # -- errors as {"error": "<one line>"} -------------------------------------------------------
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": " ".join(str(message).split())[:500]}, status_code=status, headers=headers)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(error_json(message), status_code=status, headers=headers, media_type="application/json")
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+    async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
         return _error(exc.status, str(exc))
 
-    async def store_full(request: Request, exc: Exception) -> JSONResponse:
+    async def store_full(request: Request, exc: Exception) -> Response:
         return _error(507, str(exc))
 
-    async def bad_input(request: Request, exc: Exception) -> JSONResponse:
+    async def bad_input(request: Request, exc: Exception) -> Response:
         # ImageError, PredictError: raised by the library about the input it was given.
         return _error(400, str(exc))
 
-    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         where = f"{request.method} {request.url.path[:100]}"
         if exc.status_code == 404:
@@ -271,13 +261,13 @@ def _add_error_handlers(app: FastAPI) -> None:
             message = str(exc.detail)
         return _error(exc.status_code, message, headers=getattr(exc, "headers", None))
 
-    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(part) for part in first.get("loc", ()))
         return _error(400, f"{where}: {first.get('msg', 'invalid request')}")
 
-    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+    async def server_error(request: Request, exc: Exception) -> Response:
         # A bug, not the input: the traceback goes to the server's log (uvicorn re-raises it).
         return _error(500, f"internal error ({type(exc).__name__}); the server log has the details")
 

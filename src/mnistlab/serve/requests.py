@@ -35,8 +35,17 @@ class Limits:
     read_timeout_s: float = 30.0  # to receive a whole body (seconds); slower clients get 408
     work_timeout_s: float = 20.0  # decoding and the model for one request (seconds); then 503
     max_pending: int = 32  # requests running or queued for the model; more get 503
+    # Pixels being decoded at once, all requests together (~12 bytes each at the peak, so ~600 MB):
+    # a request whose images would pass it waits for others to finish (within work_timeout_s,
+    # then 503); one whose images alone pass it gets 413.
+    max_decoding_pixels: int = 50_000_000
     keep_alive_s: float = 5.0  # an idle connection is closed after this (uvicorn timeout_keep_alive)
-    max_connections: int = 100  # open connections; more get uvicorn's 503 (limit_concurrency)
+    # From a connection's opening (or the first byte of its next request) to that request's
+    # complete headers (seconds); then the connection is closed (serve.connections).
+    header_timeout_s: float = 10.0
+    # Open connections; a new one past this closes the one that has waited longest for a request,
+    # and requests past this many at once get 503 (serve.connections).
+    max_connections: int = 100
     max_corrections: int = 10_000  # images in the corrections folder; more get 507
     max_correction_bytes: int = 500 * 1024 * 1024  # bytes of those images; more get 507
 
@@ -50,6 +59,11 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+def error_json(message: str) -> bytes:
+    """The body of every refusal, the app's and the connection's: {"error": "<one line>"}."""
+    return json.dumps({"error": " ".join(str(message).split())[:500]}).encode()
 
 
 @dataclass(frozen=True)
@@ -167,6 +181,8 @@ async def _parse_multipart(request: Request, limits: Limits, extra_fields: tuple
                     raise ApiError(400, f"field '{key}' must be a file upload, not a text value")
                 uploads.append(Upload(_upload_name(value.filename, len(uploads)), await value.read()))
             elif key in extra_fields and isinstance(value, str):
+                if key in fields:  # which one was meant? Not for us to guess
+                    raise ApiError(400, f"field '{key}' is given more than once; give it once")
                 fields[key] = value
             else:
                 raise ApiError(400, f"unexpected field '{key[:40]}'; images go in 'file' or 'files'")
@@ -184,7 +200,7 @@ def _upload_name(filename: str | None, index: int) -> str:
 
 def _parse_json(body: bytes, extra_fields: tuple[str, ...]) -> Parsed:
     try:
-        data = json.loads(body)
+        data = json.loads(body, object_pairs_hook=_object)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
         raise ApiError(400, f"the body is not valid JSON ({str(e)[:80]})") from None
     if not isinstance(data, dict):
@@ -199,6 +215,16 @@ def _parse_json(body: bytes, extra_fields: tuple[str, ...]) -> Parsed:
         raise ApiError(400, "'images' must be a list of base64 strings")
     uploads = [Upload(f"<image {k}>", _from_base64(item, k)) for k, item in enumerate(items)]
     return uploads, {key: data[key] for key in extra_fields if key in data}
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when it names a key twice (json.loads would keep the last)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ApiError(400, f"key '{key[:40]}' is given more than once; give it once")
+        found[key] = value
+    return found
 
 
 def _from_base64(item: Any, index: int) -> bytes:
