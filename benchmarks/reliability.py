@@ -1,7 +1,8 @@
 """Reliability: training that resumes after kills, an HTTP API fuzzed with 10,000 malformed inputs,
-and a steady load on it.
+a steady load on it, hostile connections held against it, and files that explode in memory.
 
-    python benchmarks/reliability.py [RUN] [--only resume,fuzz,load] [--fuzz 10000] [--rate 200] [--seconds 60]
+    python benchmarks/reliability.py [RUN] [--only resume,fuzz,load,connections,bombs] [--fuzz 10000]
+        [--rate 200] [--seconds 60] [--idle 100] [--drip 100] [--hold-seconds 30]
 
 resume: benchmarks/_kill_resume.py kills training at random moments and resumes it, TRIALS times;
     how many resumes finished, the epochs each lost, and the final accuracy against a run that
@@ -17,6 +18,14 @@ fuzz: N requests, seeded, to a real server (uvicorn on loopback in its own proce
 load: valid drawings at a fixed rate for S seconds (open loop: request k leaves at k/rate from a
     pool of keep-alive clients), errors, latency, and the server process's RSS memory before,
     during and after. Target: no errors, flat memory.
+connections: benchmarks/_connections.py holds IDLE silent sockets and DRIP sockets sending one
+    header byte a second (each reopened a second after the server closes it) while one client
+    posts drawings for HOLD seconds: requests answered, errors, latency. Target: every normal
+    request answered with 200 (issue 15: 200 connections held).
+bombs: benchmarks/_bombs.py builds files that unpack to 2 GB (IDX gzip, npz, mnist.npz in the
+    cache and via --data-path, model.keras members) and a FIFO as an image, and feeds each to the
+    CLI in its own process: exit status, the one error line, peak RSS. Target: each refused
+    (exit 2, one line) under 1 GB.
 
 Without RUN, a tiny run (`fast`, 1 epoch on 6,000 images) is trained first into a temporary
 folder. Prints the machine and versions, a line or table per part, then one JSON line.
@@ -49,7 +58,7 @@ from _common import header  # noqa: E402
 
 from mnistlab.runs import RunDir  # noqa: E402
 
-PARTS = ("resume", "fuzz", "load")
+PARTS = ("resume", "fuzz", "load", "connections", "bombs")
 ENDPOINTS = ("/v1/predict", "/v1/read", "/v1/corrections")
 # Share of each kind of fuzzed request; they sum to 1.
 KINDS = {
@@ -308,8 +317,9 @@ def fuzz_request(rng: np.random.Generator, kind: str, images: list[bytes], shape
 # -- sending ---------------------------------------------------------------------------------
 
 
-def send_raw(server: Server, data: bytes) -> int | None:
-    """Broken HTTP on its own connection; the status uvicorn answered, None for none."""
+def send_raw(server: Server, data: bytes) -> tuple[int | None, bool]:
+    """Broken HTTP on its own connection: the status answered (None for none), and whether the
+    answer's body is a JSON error (serve.connections answers protocol errors in JSON)."""
     with socket.create_connection((server.host, server.port), timeout=30) as sock:
         try:
             sock.sendall(data)
@@ -322,7 +332,14 @@ def send_raw(server: Server, data: bytes) -> int | None:
                 answer += chunk
         except OSError:
             pass
-    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else None
+    if not answer.startswith(b"HTTP/1.1 "):
+        return None, True
+    body = answer.partition(b"\r\n\r\n")[2]
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return int(answer.split(b" ", 2)[1]), False
+    return int(answer.split(b" ", 2)[1]), isinstance(parsed, dict) and list(parsed) == ["error"]
 
 
 def fuzz(server: Server, count: int, seed: int, pictures: list[np.ndarray]) -> dict[str, Any]:
@@ -345,8 +362,7 @@ def fuzz(server: Server, count: int, seed: int, pictures: list[np.ndarray]) -> d
             text = ""
             try:
                 if "raw" in request:
-                    status = send_raw(server, request["raw"])
-                    json_error = True  # uvicorn's own 400, below the app: text/plain by design
+                    status, json_error = send_raw(server, request["raw"])
                 else:
                     headers = {"content-type": request["content_type"]} if request["content_type"] else {}
                     body = oversized if request.get("oversized") else request["body"]
@@ -521,7 +537,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", help="a run folder to serve (default: train a tiny one)")
-    parser.add_argument("--only", default=",".join(PARTS), help="parts to run, comma-separated: resume,fuzz,load")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"parts to run, comma-separated: {','.join(PARTS)}")
     parser.add_argument("--runtime", choices=("onnx", "keras"), help="default: onnx when RUN/model.onnx exists")
     parser.add_argument("--fuzz", type=int, default=10_000, help="fuzzed requests")
     parser.add_argument("--seed", type=int, default=0, help="seeds the fuzz and the kill times")
@@ -531,6 +547,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10, help="resume: kill-and-resume trials")
     parser.add_argument("--epochs", type=int, default=4, help="resume: epochs per trial")
     parser.add_argument("--train-limit", type=int, default=6000, help="resume: training images")
+    parser.add_argument("--idle", type=int, default=100, help="connections: silent sockets held")
+    parser.add_argument("--drip", type=int, default=100, help="connections: sockets sending a header byte a second")
+    parser.add_argument("--hold-seconds", type=float, default=30.0, help="connections: how long")
     args = parser.parse_args()
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = set(parts) - set(PARTS)
@@ -543,10 +562,18 @@ def main() -> None:
     if "resume" in parts:
         print("\nresume: kill training at random moments, resume it")
         results["resume"] = resume(args.trials, args.seed, args.epochs, args.train_limit)
-    if "fuzz" in parts or "load" in parts:
+    if {"fuzz", "load", "connections", "bombs"} & set(parts):
         workdir = Path(tempfile.mkdtemp(prefix="mnistlab-reliability-"))
         try:
             run = args.run or tiny_run(workdir)
+            if "bombs" in parts:
+                from _bombs import bomb_phase
+
+                print("\nbombs: files that unpack to 2 GB, each fed to the CLI in its own process")
+                results["bombs"] = bomb_phase(workdir, Path(run))
+                if not {"fuzz", "load", "connections"} & set(parts):
+                    print(json.dumps(results))
+                    return
             runtime = args.runtime or ("onnx" if RunDir(Path(run)).onnx.is_file() else "keras")
             results.update(run=run, runtime=runtime)
             pictures = drawings(100)
@@ -577,6 +604,20 @@ def main() -> None:
                           f"latency p50 {lo['latency_ms_p50']} ms, p99 {lo['latency_ms_p99']} ms; "
                           f"RSS {lo['rss_mb']['start_mb']} -> {lo['rss_mb']['end_mb']} MB "
                           f"(samples {', '.join(str(mb) for _, mb in lo['rss_mb']['samples'])})")
+                if "connections" in parts:
+                    from _connections import connection_phase
+
+                    print(f"\nconnections: {args.idle} silent and {args.drip} slow-header sockets held for "
+                          f"{args.hold_seconds:g} s while one client posts drawings")
+                    body = multipart([("file", "held.png", encode(pictures[0], "PNG"))], {}, "held")
+                    co = connection_phase(server.host, server.port, body, "multipart/form-data; boundary=held",
+                                          args.idle, args.drip, args.hold_seconds)
+                    co["server_alive"] = server.alive()
+                    results["connections"] = co
+                    print(f"{co['answered']:,} of {co['requests']:,} normal requests answered, {co['errors']} errors "
+                          f"{co['error_kinds'] or ''}, latency p50 {co['latency_ms_p50']} ms, p99 "
+                          f"{co['latency_ms_p99']} ms, max {co['latency_ms_max']} ms; hostile sockets opened "
+                          f"{co['hostile']['opened']}, closed by the server {co['hostile']['closed_by_server']}")
             finally:
                 server.stop()
         finally:
