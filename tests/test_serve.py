@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import re
 import selectors
 import shutil
 import socket
@@ -90,6 +91,7 @@ def test_predict_one_file_matches_the_library(api, predictor, sure_digits):
     (answer,) = response.json()["predictions"]
     expected = predictor.predict([png], names=["seven.png"])[0]
     assert {k: v for k, v in answer.items() if k != "input_png"} == expected.to_dict()
+    assert list(answer) == [*expected.to_dict(), "input_png"]  # the library's order, as before the models
     assert answer["digit"] == 7 and answer["status"] == "ok"
     seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["input_png"]))))
     assert seen.shape == (28, 28) and np.array_equal(seen, expected.image)
@@ -133,6 +135,8 @@ def test_read_a_number(api, predictor, sure_digits):
     expected = predictor.read(png, name="number.png").to_dict()
     assert reading["text"] == expected["text"] == "471"
     assert [{k: v for k, v in d.items() if k != "input_png"} for d in reading["digits"]] == expected["digits"]
+    assert list(reading) == list(expected) and all(list(d) == [*e, "input_png"]
+                                                   for d, e in zip(reading["digits"], expected["digits"]))
     assert all(len(base64.b64decode(d["input_png"])) > 0 for d in reading["digits"])
 
 
@@ -151,18 +155,168 @@ def test_model_and_healthz(api, small_run, predictor):
 
 def test_the_statuses_are_documented_in_the_api(api):
     """/docs tells an app what each status promises, and that no_digit's digit and confidence are null."""
-    paths = api.get("/openapi.json").json()["paths"]
-
-    def answer(route):
-        return paths[route]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["properties"]
-
-    prediction = answer("/v1/predict")["predictions"]["items"]["properties"]
-    reading = answer("/v1/read")
-    for status in (prediction["status"], reading["status"], reading["digits"]["items"]["properties"]["status"]):
+    spec = api.get("/openapi.json").json()
+    prediction = _properties(spec, _answer_schema(spec, "/v1/predict", "post")["properties"]["predictions"]["items"])
+    reading = _properties(spec, _answer_schema(spec, "/v1/read", "post"))
+    digit = _properties(spec, reading["digits"]["items"])
+    for status in (prediction["status"], reading["status"], digit["status"]):
         assert status["enum"] == ["ok", "unsure", "no_digit"]
         assert all(f"{name}:" in status["description"] for name in status["enum"])
-    assert "null" in prediction["digit"]["type"] and "null" in prediction["confidence"]["type"]
-    assert "null" in reading["confidence"]["type"] and "joint" in reading["status"]["description"]
+    for nullable in (prediction["digit"], prediction["confidence"], reading["confidence"]):
+        assert {"type": "null"} in nullable["anyOf"] and "null" in nullable["description"]
+    assert "joint" in reading["status"]["description"]
+
+
+# -- the API's description: every answer typed, the docs served from the package ------------------
+
+
+def _schema(spec, schema):
+    """`schema` with its $ref followed (#/components/schemas/<name>)."""
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].removeprefix("#/components/schemas/")]
+    return schema
+
+
+def _properties(spec, schema):
+    return _schema(spec, schema)["properties"]
+
+
+def _answer_schema(spec, path, method):
+    """The JSON schema of a route's 2xx answer, $ref followed."""
+    (status,) = [s for s in spec["paths"][path][method]["responses"] if s.startswith("2")]
+    return _schema(spec, spec["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"])
+
+
+def _reachable(spec, schema, seen):
+    """Every schema within `schema` (properties, items, anyOf, $refs followed once each)."""
+    if "$ref" in schema:
+        if schema["$ref"] in seen:
+            return
+        seen.add(schema["$ref"])
+    schema = _schema(spec, schema)
+    yield schema
+    items = [schema["items"]] if "items" in schema else []
+    for sub in [*schema.get("properties", {}).values(), *schema.get("anyOf", []), *items]:
+        yield from _reachable(spec, sub, seen)
+
+
+API_ROUTES = {("/v1/predict", "post"), ("/v1/read", "post"), ("/v1/corrections", "post"), ("/v1/model", "get"),
+              ("/healthz", "get")}
+
+
+def test_every_answer_and_refusal_is_typed_in_the_api(api):
+    """A client generator gets a named type for every answer and refusal: each route's 2xx is a $ref
+    to a model, refusals are the Error model, and no schema leaves a key untyped or allows others."""
+    spec = api.get("/openapi.json").json()
+    operations = {(path, method): operation for path, methods in spec["paths"].items()
+                  for method, operation in methods.items()}
+    assert set(operations) == API_ROUTES
+    for (path, method), operation in operations.items():
+        responses = operation["responses"]
+        answers = [s for s in responses if s.startswith("2")]
+        assert answers == (["201"] if path == "/v1/corrections" else ["200"]), (path, answers)
+        assert "default" in responses and (method == "get" or {"400", "403", "413", "415"} <= set(responses))
+        for status, response in responses.items():
+            schema = response["content"]["application/json"]["schema"]
+            assert set(schema) == {"$ref"}, (path, status, schema)  # a named model, not an inline object
+            if not status.startswith("2"):
+                assert schema["$ref"].endswith("/Error"), (path, status)
+            for sub in _reachable(spec, schema, set()):
+                assert sub.get("additionalProperties", False) is False, (path, status, sub)
+                if sub.get("type") == "object":
+                    assert sub["additionalProperties"] is False and sub["properties"], (path, status, sub)
+                    assert set(sub["required"]) == set(sub["properties"]), (path, status, sub)
+                assert {"type", "anyOf", "enum"} & set(sub), f"{path} {status}: untyped {sub}"
+    assert _properties(spec, {"$ref": "#/components/schemas/Error"}) == {
+        "error": {"type": "string", "title": "Error", "description": "why, in one line"}}
+    assert "additionalProperties\":true" not in api.get("/openapi.json").text.replace(" ", "")
+
+
+_JSON_TYPES = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float),
+               "boolean": bool, "null": type(None)}
+
+
+def _check(spec, schema, value, where="answer"):
+    """Assert that `value` is what the OpenAPI schema says: the keys it names and no others, each of
+    its type and range (a checker of our own, independent of the Pydantic models behind the schema)."""
+    schema = _schema(spec, schema)
+    if "anyOf" in schema:
+        problems = []
+        for option in schema["anyOf"]:
+            try:
+                return _check(spec, option, value, where)
+            except AssertionError as e:
+                problems.append(str(e))
+        raise AssertionError(f"{where}: {value!r} is none of {problems}")
+    kind = schema["type"]
+    assert isinstance(value, _JSON_TYPES[kind]) and not (kind != "boolean" and isinstance(value, bool)), (
+        f"{where}: {value!r} is not {kind}")
+    assert value in schema.get("enum", [value]), f"{where}: {value!r} not in {schema['enum']}"
+    assert schema.get("minimum", -np.inf) <= (value if kind in ("integer", "number") else 0) <= schema.get(
+        "maximum", np.inf), f"{where}: {value} out of range"
+    if kind == "object":
+        assert set(value) == set(schema["required"]) == set(schema["properties"]), f"{where}: keys {list(value)}"
+        for key, item in value.items():
+            _check(spec, schema["properties"][key], item, f"{where}.{key}")
+    if kind == "array":
+        assert schema.get("minItems", 0) <= len(value) <= schema.get("maxItems", len(value)), f"{where}: length"
+        for k, item in enumerate(value):
+            _check(spec, schema["items"], item, f"{where}[{k}]")
+
+
+def test_answers_are_what_the_api_says(api, sure_digits):
+    """Every kind of answer checked against the OpenAPI schema a client would be generated from."""
+    spec = api.get("/openapi.json").json()
+    strip = np.zeros((28, 66), np.uint8)
+    strip[:, :28], strip[:, 38:] = sure_digits[2], sure_digits[8]
+    blank = _png(np.full((100, 100), 255, np.uint8))
+    seven = _drawing(sure_digits[7])
+    answers = [
+        ("/v1/predict", "post", api.post("/v1/predict", files=[("files", ("7.png", seven)),
+                                                               ("files", ("b.png", blank))])),
+        ("/v1/read", "post", api.post("/v1/read", files={"file": ("28.png", _drawing(strip))})),
+        ("/v1/read", "post", api.post("/v1/read", files={"file": ("b.png", blank)})),
+        ("/v1/corrections", "post", api.post("/v1/corrections", files={"file": ("7.png", seven)}, data={"label": "1"})),
+        ("/v1/model", "get", api.get("/v1/model")),
+        ("/healthz", "get", api.get("/healthz")),
+    ]
+    for path, method, response in answers:
+        assert response.is_success, response.text
+        _check(spec, _answer_schema(spec, path, method), response.json(), path)
+    assert [a["status"] for a in answers[0][2].json()["predictions"]] == ["ok", "no_digit"]
+    assert answers[1][2].json()["text"] == "28" and answers[2][2].json()["status"] == "no_digit"
+    refusal = api.post("/v1/read", json={"image": "not base64!"})
+    _check(spec, spec["paths"]["/v1/read"]["post"]["responses"]["400"]["content"]["application/json"]["schema"],
+           refusal.json(), "refusal")
+
+
+def test_an_answer_its_model_refuses_is_a_500(predictor, tmp_path):
+    """An answer that drifts from its model (a status the API does not name) is never sent: it is a
+    500 in JSON, and the connection uvicorn then drops is not one the client reuses."""
+    import dataclasses
+
+    class Drifted(Predictor):
+        def predict(self, *args, **kwargs):
+            return [dataclasses.replace(p, status="maybe") for p in super().predict(*args, **kwargs)]
+
+    with (running(create_app(Drifted(predictor.model, predictor.temperature), tmp_path)) as url,
+          httpx.Client(base_url=url, timeout=60) as client):
+        for _ in range(2):  # the second on a new connection, not on the dropped one
+            response = client.post("/v1/predict", json={"image": GOOD_B64})
+            assert "internal error" in _error(response, 500) and response.headers["connection"] == "close"
+        assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_docs_load_nothing_from_elsewhere(api):
+    """/docs (Swagger UI) and /redoc take their scripts, styles and icon from this server."""
+    for page in ("/docs", "/redoc"):
+        html = api.get(page)
+        assert html.status_code == 200 and "://" not in html.text, html.text
+        assets = re.findall(r'(?:src|href)="([^"]*)"', html.text)
+        assert len(assets) >= 2 and all(a.startswith("/") and not a.startswith("//") for a in assets), assets
+        for asset in assets:
+            response = api.get(asset)
+            assert response.status_code == 200 and len(response.content) > 100, asset
 
 
 def test_page_and_its_files_are_served(api):

@@ -11,6 +11,8 @@ Routes (every refusal is a 4xx with the body {"error": "<one line>"}, never a 50
     POST /v1/corrections  one image and its true `label` 0-9 -> <corrections>/<label>/<name>.png
     GET  /v1/model        what is serving: run, runtime, temperature, threshold, limits
     GET  /healthz         {"status": "ok"}
+    GET  /docs, /redoc    the API described by Swagger UI and ReDoc, served from the fastapi-offline
+                          package (nothing is loaded from elsewhere); /openapi.json for clients
 
 Writes (every POST) from a browser are served only from the server's own page: a request with an
 Origin header must come from the Host it was sent to, and that Host must be a name of this server
@@ -26,10 +28,10 @@ or body too slow to arrive, 413 too many bytes or pixels, 415 neither multipart 
 headers too large, 503 busy or out of time, 507 corrections folder full. Every limit is a field of
 Limits.
 
-Reading a body into images and fields (and refusing it) is requests.py's job; the bodies /docs
-shows come from openapi.py; the threads, deadline and pixel budget of the work are work.py's;
-connections.py bounds the connections and refuses broken HTTP. Here: the routes and the error
-replies.
+Reading a body into images and fields (and refusing it) is requests.py's job; each answer and
+refusal has its Pydantic model in openapi.py (FastAPI checks every answer against its model); the
+threads, deadline and pixel budget of the work are work.py's; connections.py bounds the
+connections and refuses broken HTTP. Here: the routes and the error replies.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from PIL import Image
 from starlette.exceptions import HTTPException
 
@@ -61,7 +64,15 @@ from mnistlab.data import (
 from mnistlab.errors import MnistlabError
 from mnistlab.predict import Predictor
 from mnistlab.serve.corrections import CorrectionStore, StoreFull, open_store
-from mnistlab.serve.openapi import predictions_response, reading_response, request_body
+from mnistlab.serve.openapi import (
+    Correction,
+    Health,
+    ModelInfo,
+    Predictions,
+    Reading,
+    refusals,
+    request_body,
+)
 from mnistlab.serve.origins import SameOriginWrites, local_names
 from mnistlab.serve.requests import (
     DEFAULT_LIMITS,
@@ -83,8 +94,8 @@ STATIC = Path(__file__).parent / "static"
 # (ink._WORK_SIZE), so larger photos are scaled down to this before they are kept.
 CORRECTION_MAX_SIDE = 1024
 
-# The page loads nothing from elsewhere and may not be framed; /docs (Swagger UI from a CDN) is
-# left to FastAPI's defaults.
+# The page loads nothing from elsewhere and may not be framed; /docs (Swagger UI's inline start-up
+# script) is left to fastapi-offline's defaults.
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'; base-uri 'none'; "
@@ -116,7 +127,9 @@ def create_app(
             IP addresses and this machine's name (the --host given, a proxy's name).
     """
     runtime = runtime or predictor.runtime
-    app = FastAPI(
+    # FastAPI with /docs and /redoc whose scripts, styles and favicon come from the package, under
+    # /static-offline-docs: they render with no network.
+    app = FastAPIOffline(
         title="mnistlab",
         version=__version__,
         description="Handwritten digits in, digits with calibrated confidence out. "
@@ -124,6 +137,7 @@ def create_app(
         "Writes (POST) from a browser page are served only from this server's own page: a request "
         "with an Origin header must come from the Host it was sent to, and that Host must be "
         "localhost, an IP address or this machine's name; else 403. Scripts (no Origin) are served.",
+        swagger_ui_parameters={"validatorUrl": None},  # Swagger UI would ask validator.swagger.io
     )
     # ONNX Runtime sessions may be shared by threads; a Keras model's predict may not.
     work = WorkPool(1 if runtime == "keras" else min(4, os.cpu_count() or 1), limits)
@@ -136,11 +150,13 @@ def create_app(
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
 
-    @app.get("/healthz", summary="Liveness: the model is loaded and the server answers")
+    @app.get("/healthz", summary="Liveness: the model is loaded and the server answers",
+             response_model=Health, response_description="The server answers.", responses=refusals())
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/v1/model", summary="The model being served and the limits of a request")
+    @app.get("/v1/model", summary="The model being served and the limits of a request",
+             response_model=ModelInfo, response_description="The model and the limits.", responses=refusals())
     def model() -> dict[str, Any]:
         return {
             "run": run_name,
@@ -155,14 +171,16 @@ def create_app(
         }
 
     @app.post("/v1/predict", summary="The digit in each image",
-              openapi_extra={**request_body(many=True), **predictions_response()})
+              response_model=Predictions, response_description="One answer per image, in the order sent.",
+              responses=refusals(400, 403, 408, 413, 415, 503), openapi_extra=request_body(many=True))
     async def predict(request: Request) -> dict[str, Any]:
         uploads, _ = await parse_request(request, limits, extra_fields=())
         images = some_images(uploads, limits)
         return {"predictions": await work.run(images, _predict, predictor, images)}
 
     @app.post("/v1/read", summary="The multi-digit number written in one image",
-              openapi_extra={**request_body(), **reading_response()})
+              response_model=Reading, response_description="The number written in the image.",
+              responses=refusals(400, 403, 408, 413, 415, 503), openapi_extra=request_body())
     async def read(request: Request) -> dict[str, Any]:
         uploads, _ = await parse_request(request, limits, extra_fields=())
         image = one_image(uploads)
@@ -172,14 +190,17 @@ def create_app(
         "/v1/corrections",
         status_code=201,
         summary="Store an image with the digit it really shows, for fine-tuning",
+        response_model=Correction,
+        response_description="The image is stored.",
+        responses=refusals(400, 403, 408, 413, 415, 503, 507),
         openapi_extra=request_body(label=True),
     )
-    async def corrections(request: Request) -> JSONResponse:
+    async def corrections(request: Request) -> dict[str, Any]:
         uploads, fields = await parse_request(request, limits, extra_fields=("label",))
         label = parse_label(fields.get("label"))
         image = one_image(uploads)
         stored = await work.run([image], _store_correction, store, image, label)
-        return JSONResponse({"stored": stored, "label": label}, status_code=201)
+        return {"stored": stored, "label": label}
 
     return app
 
@@ -268,8 +289,10 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error(400, f"{where}: {first.get('msg', 'invalid request')}")
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        # A bug, not the input: the traceback goes to the server's log (uvicorn re-raises it).
-        return _error(500, f"internal error ({type(exc).__name__}); the server log has the details")
+        # A bug, not the input (an answer its model refuses included): the traceback goes to the
+        # server's log, and uvicorn then drops the connection, so the client is told not to reuse it.
+        return _error(500, f"internal error ({type(exc).__name__}); the server log has the details",
+                      headers={"Connection": "close"})
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StoreFull, store_full)

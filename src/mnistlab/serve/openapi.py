@@ -1,16 +1,27 @@
-"""The request and response bodies /docs shows: the routes read and build their bodies themselves,
-so FastAPI cannot infer them.
+"""The API's bodies as /docs and client generators see them: a Pydantic model for every answer
+and refusal, and the request bodies (which the routes read themselves, to bound them as they arrive).
 
-    mnistlab serve     # then open <URL>docs: each POST route's body and answer come from here
+    mnistlab serve     # then open <URL>docs, or give <URL>openapi.json to a client generator
 
-The statuses are described here for apps: STATUS_MEANING is what each promises.
+The answer models are the routes' response models, so FastAPI checks every answer against its
+model before sending it: a key mnistlab.predict adds without a field here is a 500 in the tests,
+never an untyped key in clients. Every model allows no other keys (additionalProperties: false)
+and converts nothing it is given (strict), so a body is the library's dict as it was, key for key;
+only an int where a number is due goes out as a float (a Limits(work_timeout_s=2) as 2.0).
+STATUS_MEANING is what each status promises an app.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import typing
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from mnistlab.data import INPUT_SHAPE, MAX_PIXELS, NUM_CLASSES
 from mnistlab.predict import STATUSES
+from mnistlab.serve.requests import Limits
 
 # What each status promises an app (mnistlab.predict); the same words as the README's table.
 STATUS_MEANING = {
@@ -20,6 +31,148 @@ STATUS_MEANING = {
 }
 assert tuple(STATUS_MEANING) == STATUSES
 
+Status = Literal[STATUSES]  # an enum in the schema: "ok" | "unsure" | "no_digit"
+Digit = Annotated[int, Field(ge=0, le=NUM_CLASSES - 1)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+InputPng = Annotated[str, Field(description="the 28x28 image the model saw, a PNG in base64")]
+
+
+def _status(what: str) -> Any:
+    meaning = "; ".join(f"{name}: {text}" for name, text in STATUS_MEANING.items())
+    return Field(description=f"{what}. {meaning}.")
+
+
+class _Body(BaseModel):
+    """These keys and no others, of these types as given (strict: no string read as a number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Guess(_Body):
+    """One of the most likely digits."""
+
+    digit: Digit
+    confidence: Probability = Field(description="its calibrated probability")
+
+
+class Box(_Body):
+    """Where a read digit is in its image, in pixels (mnistlab.predict.Box, the one home of the
+    convention): x from the left, y from the top, right and bottom exclusive (as PIL's Image.crop)."""
+
+    left: int = Field(ge=0)
+    top: int = Field(ge=0)
+    right: int = Field(ge=0)
+    bottom: int = Field(ge=0)
+
+
+class _Answer(_Body):
+    """One image's answer: Prediction.to_dict()."""
+
+    path: str = Field(description='the upload\'s file name, or "<image N>"')
+    digit: Digit | None = Field(description="the most likely digit; null when status is no_digit")
+    confidence: Probability | None = Field(
+        description="its calibrated probability; null when status is no_digit")
+    top3: list[Guess] = Field(max_length=3, description="most likely first; empty when status is no_digit")
+    status: Status = _status("how far to trust the digit")
+
+
+class Prediction(_Answer):
+    """One image's answer and the image the model saw."""
+
+    input_png: InputPng
+
+
+class ReadDigit(_Answer):
+    """One digit of a number read from an image: its answer, where it is and what the model saw."""
+
+    box: Box
+    input_png: InputPng
+
+
+class Predictions(_Body):
+    """POST /v1/predict's answer."""
+
+    predictions: list[Prediction] = Field(description="one answer per image, in the order sent")
+
+
+class Reading(_Body):
+    """POST /v1/read's answer: the number, its joint confidence and status, and each digit."""
+
+    path: str = Field(description='the upload\'s file name, or "<image 0>"')
+    text: str = Field(description='the digits left to right; "" when status is no_digit')
+    confidence: Probability | None = Field(
+        description="the probability that every digit is right (the product of theirs); null when no_digit")
+    status: Status = _status("the number's: ok only when its joint confidence reaches min_confidence")
+    digits: list[ReadDigit] = Field(description="left to right; empty when status is no_digit")
+
+
+class Correction(_Body):
+    """POST /v1/corrections' answer: where the image was stored, and under which digit."""
+
+    stored: str = Field(description='its path in the corrections folder, e.g. "3/20260101-120000-1f2e3d4c5b6a.png"')
+    label: Digit
+
+
+# GET /v1/model's limits: every field of requests.Limits (the one home of their meaning), and the
+# decoder's MAX_PIXELS. Made from the dataclass so that a new limit is typed here too.
+RequestLimits = create_model(
+    "RequestLimits",
+    __base__=_Body,
+    __doc__="What one request, and the server, may cost (mnistlab.serve.Limits).",
+    **{f.name: (typing.get_type_hints(Limits)[f.name], ...) for f in dataclasses.fields(Limits)},
+    max_pixels=(int, Field(description=f"pixels of one image, or of one request's images together ({MAX_PIXELS:,})")),
+)
+
+
+class ModelInfo(_Body):
+    """GET /v1/model's answer: what is serving, and what a request may cost."""
+
+    run: str = Field(description='the run folder\'s name; "reader" for the shipped reader')
+    runtime: Literal["onnx", "keras"]
+    temperature: float = Field(gt=0, description="divides the logits before the softmax (calibration)")
+    min_confidence: Probability = Field(description='below this calibrated probability the status is "unsure"')
+    preprocessing_version: int = Field(ge=1)
+    classes: list[Digit]
+    input_shape: list[int] = Field(min_length=len(INPUT_SHAPE), max_length=len(INPUT_SHAPE),
+                                   description="height, width, channels of the model's input")
+    limits: RequestLimits  # type: ignore[valid-type]  # made by create_model
+    mnistlab: str = Field(description="the version of mnistlab serving")
+
+
+class Health(_Body):
+    """GET /healthz's answer."""
+
+    status: Literal["ok"]
+
+
+class Error(_Body):
+    """Every refusal's body."""
+
+    error: str = Field(description="why, in one line")
+
+
+# The refusals a route may send, with the Error body; every route also has "default" for those any
+# request may meet (408, 431 and 503 from the connection, 500 on a bug).
+REFUSALS = {
+    400: "malformed input: no image or too many, an image that does not decode (or, to correct, shows no digit), "
+         "a bad or repeated field",
+    403: "a write from another site's page, or to a Host that is not a name of this server",
+    408: "the body took over read_timeout_s to arrive (the limits are in GET /v1/model)",
+    413: "too many bytes (max_request_bytes) or pixels (max_pixels, max_decoding_pixels)",
+    415: "the body is neither multipart/form-data nor application/json",
+    503: "busy (max_pending, max_connections), or the work took over work_timeout_s",
+    507: "the corrections folder is full (max_corrections, max_correction_bytes); make room, then retry",
+}
+_ANY_REQUEST = ("any other refusal: 400 broken HTTP, 408 headers too slow, 431 headers too large, 503 too many "
+                "connections, 500 a bug in the server (its log has the details)")
+
+
+def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of a route that may refuse with these statuses, for /docs."""
+    documented: dict[int | str, dict[str, Any]] = {s: {"model": Error, "description": REFUSALS[s]} for s in statuses}
+    documented["default"] = {"model": Error, "description": _ANY_REQUEST}
+    return documented
+
 
 def request_body(many: bool = False, label: bool = False) -> dict[str, Any]:
     """The request body for /docs: the routes read it themselves, to bound it as it arrives."""
@@ -28,70 +181,19 @@ def request_body(many: bool = False, label: bool = False) -> dict[str, Any]:
     if many:
         multipart["files"] = {"type": "array", "items": {"type": "string", "format": "binary"}}
         as_json["images"] = {"type": "array", "items": {"type": "string"}}
-    required = []
     if label:
-        multipart["label"] = as_json["label"] = {"type": "integer", "minimum": 0, "maximum": 9}
-        required = ["label"]
+        multipart["label"] = as_json["label"] = {"type": "integer", "minimum": 0, "maximum": NUM_CLASSES - 1}
+
+    def schema(properties: dict[str, Any]) -> dict[str, Any]:  # other keys are refused (requests.py)
+        required = {"required": ["label"]} if label else {}
+        return {"type": "object", "properties": properties, **required, "additionalProperties": False}
+
     return {
         "requestBody": {
             "required": True,
             "content": {
-                "multipart/form-data": {"schema": {"type": "object", "properties": multipart, "required": required}},
-                "application/json": {"schema": {"type": "object", "properties": as_json, "required": required}},
+                "multipart/form-data": {"schema": schema(multipart)},
+                "application/json": {"schema": schema(as_json)},
             },
         }
     }
-
-
-def _status(what: str) -> dict[str, Any]:
-    meaning = "; ".join(f"{name}: {text}" for name, text in STATUS_MEANING.items())
-    return {"type": "string", "enum": list(STATUSES), "description": f"{what}. {meaning}."}
-
-
-def prediction_schema(box: bool = False) -> dict[str, Any]:
-    """One image's answer, as Prediction.to_dict() gives it (+ input_png, and box in a reading)."""
-    probability = {"type": "number", "minimum": 0, "maximum": 1}
-    properties: dict[str, Any] = {
-        "path": {"type": "string", "description": "the upload's file name, or \"<image N>\""},
-        "digit": {"type": ["integer", "null"], "minimum": 0, "maximum": 9,
-                  "description": "the most likely digit; null when status is no_digit"},
-        "confidence": {**probability, "type": ["number", "null"],
-                       "description": "its calibrated probability; null when status is no_digit"},
-        "top3": {"type": "array", "maxItems": 3, "description": "most likely first; empty when status is no_digit",
-                 "items": {"type": "object", "properties": {"digit": {"type": "integer"}, "confidence": probability}}},
-        "status": _status("how far to trust the digit"),
-        "input_png": {"type": "string", "description": "the 28x28 image the model saw, a PNG in base64"},
-    }
-    if box:
-        properties["box"] = {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4,
-                             "description": "top, left, bottom, right of the digit in the image, in pixels"}
-    return {"type": "object", "properties": properties, "required": list(properties)}
-
-
-def predictions_response() -> dict[str, Any]:
-    """/v1/predict's answer for /docs: one prediction per image, in order."""
-    schema = {"type": "object", "properties": {"predictions": {"type": "array", "items": prediction_schema()}},
-              "required": ["predictions"]}
-    return _answer("One answer per image, in the order sent.", schema)
-
-
-def reading_response() -> dict[str, Any]:
-    """/v1/read's answer for /docs: the number, its joint confidence and status, and each digit."""
-    schema = {
-        "type": "object",
-        "properties": {
-            "path": {"type": "string"},
-            "text": {"type": "string", "description": "the digits left to right; \"\" when no_digit"},
-            "confidence": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
-                           "description": "the probability that every digit is right (the product of theirs); "
-                                          "null when no_digit"},
-            "status": _status("the number's: ok only when its joint confidence reaches min_confidence"),
-            "digits": {"type": "array", "items": prediction_schema(box=True)},
-        },
-        "required": ["path", "text", "confidence", "status", "digits"],
-    }
-    return _answer("The number written in the image.", schema)
-
-
-def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"responses": {"200": {"description": description, "content": {"application/json": {"schema": schema}}}}}
