@@ -31,6 +31,7 @@ from mnistlab.report import (
     compare_runs,
     invert,
     labelled_images,
+    read_batches,
     render_html,
     rotate,
     scale,
@@ -39,7 +40,8 @@ from mnistlab.report import (
     thicken,
     write_report,
 )
-from mnistlab.runs import RunError
+from mnistlab.report.sections import BATCH_CURVE_EPOCHS, batches_section
+from mnistlab.runs import RunDir, RunError
 
 TEST_IMAGES = 2000  # scored per report here: enough for every digit to show up in the matrix
 SWEEP = 300  # test images per sweep setting: 44 settings stay a few seconds
@@ -227,6 +229,32 @@ def test_takeaways_are_sentences_from_the_numbers(written):
     assert f"temperature {report['calibration']['temperature']:g}" in text
 
 
+def test_a_one_epoch_run_has_a_curve_from_its_batches(written, small_run):
+    batches = written[1]["batches"]
+    with open(small_run.run.batches, encoding="utf-8") as f:
+        rows = f.read().splitlines()[1:]
+    assert batches == read_batches(small_run.run.batches) and len(batches["epoch"]) == len(rows) >= 3
+    assert 0 < batches["epoch"][0] and batches["epoch"] == sorted(batches["epoch"]) and batches["epoch"][-1] < 1
+    assert all(x > 0 for x in batches["loss"]) and all(0 <= a <= 1 for a in batches["accuracy"])
+    text = written[0].read_text(encoding="utf-8")
+    assert 'alt="loss and accuracy every few batches"' in text and "no curve to draw" not in text
+
+
+def test_batches_are_placed_at_the_middle_of_the_batches_they_cover(tmp_path):
+    (tmp_path / "batches.csv").write_text("epoch,batch,batches,loss,accuracy\n0,4,10,2.0,0.5\n0,10,10,1.0,0.75\n"
+                                          "1,5,,0.8,0.8\n1,10,,nan,0.9\n", encoding="utf-8")
+    got = read_batches(tmp_path / "batches.csv")
+    assert got["epoch"] == [0.2, 0.7, 1.25, 1.75]  # the second epoch's size from its last row
+    assert got["loss"] == [2.0, 1.0, 0.8, None] and got["accuracy"] == [0.5, 0.75, 0.8, 0.9]
+    assert read_batches(tmp_path / "missing.csv") is None
+    assert batches_section(RunDir(tmp_path)) == got
+
+    # A longer run's curve is drawn per epoch, as before.
+    rows = "".join(f"{e},10,10,1.0,0.9\n" for e in range(BATCH_CURVE_EPOCHS + 1))
+    (tmp_path / "batches.csv").write_text("epoch,batch,batches,loss,accuracy\n" + rows, encoding="utf-8")
+    assert read_batches(tmp_path / "batches.csv") is not None and batches_section(RunDir(tmp_path)) is None
+
+
 def test_labelled_folder_layouts(tmp_path, mnist):
     digit = Image.fromarray(mnist.x_test[0])
     (tmp_path / "table").mkdir()
@@ -262,6 +290,24 @@ def browser_page(chromium, tmp_path_factory):
     """A headless Chromium page wide enough for the report."""
     with chromium(tmp_path_factory.mktemp("chromium-profile"), 20_000, viewport={"width": 1200, "height": 900}) as page:
         yield page
+
+
+def test_top3_shows_each_share_apart_from_its_digit(written):
+    page, report = written
+    shown = re.findall(r'<span class="top3">(.*?)</span><br>', page.read_text(encoding="utf-8"))
+    assert len(shown) == len(report["mistakes"]["shown"]) > 0
+    for html_top3, item in zip(shown, report["mistakes"]["shown"], strict=True):
+        # "5 (4 %)", never "5 4%", which reads as 54 %.
+        expected = [f"<span>{t['digit']} ({t['confidence'] * 100:.0f} %)</span>" for t in item["top3"]]
+        assert html_top3 == " · ".join(expected)
+
+
+def test_a_report_without_batches_draws_per_epoch_as_before(written):
+    report = copy.deepcopy(written[1])
+    report["batches"] = None  # a run trained before batches.csv: one epoch, nothing to draw
+    assert "One epoch, so no curve to draw" in render_html(report)
+    del report["batches"]  # a report.json written before the key
+    assert "One epoch, so no curve to draw" in render_html(report)
 
 
 def test_page_renders_in_chromium_with_its_images_and_headline(written, browser_page):

@@ -9,7 +9,7 @@ confusion matrix, the most confident mistakes, calibration under the run's fitte
 sweep of seven corruptions over a seeded subset of the test set and, given folders of labelled
 images, their accuracy. Every number in the page is in the JSON.
 
-    sections.py     the JSON's sections: calibration, mistakes, headline, history, labelled folders
+    sections.py     the JSON's sections: calibration, mistakes, headline, history and batches, labelled folders
     robustness.py   the corruptions and the sweep
     findings.py     the takeaways, one plain sentence per finding
     figures.py      the figures, drawn with matplotlib's object-oriented API
@@ -55,10 +55,12 @@ from mnistlab.report.robustness import (
 from mnistlab.report.sections import (
     GALLERY_SIZE,
     ReportError,
+    batches_section,
     calibration_section,
     headline_section,
     labelled_images,
     mistakes_section,
+    read_batches,
     read_history,
     read_run_config,
     score_folder,
@@ -78,6 +80,7 @@ __all__ = [
     "compare_takeaways",
     "invert",
     "labelled_images",
+    "read_batches",
     "read_history",
     "render_compare_html",
     "render_html",
@@ -176,6 +179,7 @@ def _collect(
         "headline": headline_section(run, metrics, config, test, data, calibration),
         "takeaways": [],
         "history": read_history(run.history),
+        "batches": batches_section(run),
         "test": test,
         "mistakes": mistakes,
         "calibration": calibration,
@@ -210,8 +214,9 @@ def build_report(
         progress: one line per stage on stderr.
 
     Returns:
-        {"report_version", "created", "headline", "takeaways", "history", "test", "mistakes",
-        "calibration", "robustness", "folders", "config", "timings"}.
+        {"report_version", "created", "headline", "takeaways", "history", "batches", "test",
+        "mistakes", "calibration", "robustness", "folders", "config", "timings"}; "batches" is the
+        training curve within epochs for a run of a few (sections.batches_section), else None.
 
     Raises:
         RunError: no such run folder, or no loadable model in it.

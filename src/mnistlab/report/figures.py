@@ -55,23 +55,39 @@ def figure_png(draw: Callable[..., Any], *args: Any) -> bytes:
         return _png(fig)
 
 
-def curves_figure(series: list[tuple[str, dict[str, list]]], kept_epoch: int | None = None) -> Any:
-    """Loss and accuracy per epoch: training solid, validation dashed; one colour per run."""
+def curves_figure(
+    series: list[tuple[str, dict[str, list]]],
+    kept_epoch: int | None = None,
+    batches: dict[str, list] | None = None,
+) -> Any:
+    """Loss and accuracy per epoch: training solid, validation dashed; one colour per run.
+
+    batches: one run's training curve within epochs (report.sections.read_batches). It is drawn
+    instead of the training points per epoch, on an axis of epochs gone by, with validation at
+    each epoch's end.
+    """
     fig = _figure(10, 3.2)
     axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         for k, (name, history) in enumerate(series):
+            color = COLORS[k % len(COLORS)]
             epochs = history.get("epoch") or list(range(1, len(history.get(metric, [])) + 1))
+            if batches and batches.get(metric):
+                ax.plot(batches["epoch"], batches[metric], "-", lw=1.2, color=color,
+                        label="training (every few batches)")
             for key, style, what in ((metric, "-", "training"), (f"val_{metric}", "--", "validation")):
                 values = history.get(key)
-                if values:
+                if values and not (batches and key == metric):
                     label = f"{name}: {what}" if len(series) > 1 else what
-                    ax.plot(epochs, values, style, marker="o", ms=3, color=COLORS[k % len(COLORS)], label=label)
+                    ax.plot(epochs, values, style, marker="o", ms=3, color=color, label=label)
         if kept_epoch and len(series) == 1:
             ax.axvline(kept_epoch, color="#6b7280", lw=0.8, ls=":", label=f"kept epoch {kept_epoch}")
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epochs of training" if batches else "epoch")
         ax.set_title(metric)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        if batches:
+            ax.set_xlim(left=0)  # fractions of an epoch: a run of one has ticks at 0.2, 0.4, ...
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=8)
     return fig

@@ -63,7 +63,7 @@ tr.worst td { background: #fef2f2; }
 .row > div { flex: 1 1 340px; }
 figure { margin: 0; } img.fig { max-width: 100%; height: auto; }
 .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)); gap: 12px 8px; }
-.tile .top3 { white-space: nowrap; }
+.tile .top3 span { white-space: nowrap; }
 .tile { text-align: center; font-size: .78em; line-height: 1.3; }
 .tile img, .sweep img { image-rendering: pixelated; display: block; margin: 0 auto 3px; background: #000; }
 .tile b { font-size: 1.15em; }
@@ -223,11 +223,13 @@ def _gallery_html(report: dict[str, Any], pictures: Pictures) -> str:
         return '<p>No mistakes on the test set.</p>'
     tiles = []
     for k, item in enumerate(m["shown"]):
-        top3 = " · ".join(f"{t['digit']} {t['confidence'] * 100:.0f}%" for t in item["top3"])
+        # "5 (4 %)": a digit and its share side by side ("5 4%") read as 54 %. Lines break between
+        # the three, never inside one.
+        top3 = " · ".join(f"<span>{_e(t['digit'])} ({t['confidence'] * 100:.0f} %)</span>" for t in item["top3"])
         alt = f"test image {item['index']}: a {item['label']} read as {item['predicted']}"
         picture = _digit(pictures.mistakes[k], alt) if k < len(pictures.mistakes) else ""
         tiles.append(f'<div class="tile">{picture}<b>{item["label"]} → {item["predicted"]}</b>'
-                     f'<br><span class="top3">{_e(top3)}</span><br><span class="muted">#{item["index"]}</span></div>')
+                     f'<br><span class="top3">{top3}</span><br><span class="muted">#{item["index"]}</span></div>')
     return (f'<p class="note">The {len(m["shown"])} most confident of the {m["count"]} mistakes, as the model saw '
             'them: <b>true → read as</b>, then the top 3 with calibrated confidence, then the test index.</p>'
             f'<div class="gallery">{"".join(tiles)}</div>')
@@ -282,6 +284,11 @@ _CURVES_NOTE = ("Training loss and accuracy are averages over each epoch while t
                 "changing (and with any augmentation); validation is measured once, at the epoch's end.")
 
 
+_BATCH_CURVES_NOTE = ("Training loss and accuracy are means over every few batches (a few dozen points an "
+                      "epoch), while the weights were changing and with any augmentation; validation is measured "
+                      "at each epoch's end, with the weights of that moment.")
+
+
 def _calibration_table(cal: dict[str, Any]) -> str:
     raw_confidence = float(np.average([b["confidence"] or 0 for b in cal["reliability_as_trained"]],
                                       weights=[b["n"] for b in cal["reliability_as_trained"]]))
@@ -303,12 +310,14 @@ def render_html(report: dict[str, Any], pictures: Pictures | None = None) -> str
     body = [f'<h1>{_e(h["run"])} <small>mnistlab report, {_e(report["created"])}</small></h1>']
     parts = [_headline_html(report)]
 
-    history = report["history"]
-    if history and len(history.get("loss", [])) > 1:
+    history, batches = report["history"], report.get("batches")  # reports before batches.csv have none
+    if history and (batches or len(history.get("loss", [])) > 1):
         kept = h.get("kept_epoch")
-        png = figure_png(curves_figure, [(h["run"], history)], kept if kept != len(history["loss"]) else None)
-        parts.append('<h2 id="curves">Learning curves</h2>' + _img(png, "loss and accuracy per epoch")
-                     + f'<p class="note">{_CURVES_NOTE}</p>')
+        png = figure_png(curves_figure, [(h["run"], history)], kept if kept != len(history["loss"]) else None,
+                         batches)
+        what = "loss and accuracy every few batches" if batches else "loss and accuracy per epoch"
+        parts.append('<h2 id="curves">Learning curves</h2>' + _img(png, what)
+                     + f'<p class="note">{_BATCH_CURVES_NOTE if batches else _CURVES_NOTE}</p>')
         sections.append(("curves", "Learning curves"))
     elif history:
         words = {"accuracy": "training accuracy", "loss": "training loss", "val_accuracy": "validation accuracy",

@@ -1,5 +1,6 @@
 """The report's numbers, section by section: calibration with its reliability bins, the most
-confident mistakes, the headline, the training history, and labelled folders of real images.
+confident mistakes, the headline, the training history (per epoch, and every few batches), and
+labelled folders of real images.
 
     mnistlab report runs/<name> --folders photos/   # report.json holds what these return
 """
@@ -21,6 +22,9 @@ from mnistlab.errors import MnistlabError
 from mnistlab.runs import RunDir, library_versions
 
 GALLERY_SIZE = 60  # most confident mistakes shown
+# Runs of up to this many epochs get their learning curve from batches.csv: a point an epoch would
+# be too few to show a trend (one epoch, the default, would be none).
+BATCH_CURVE_EPOCHS = 5
 CALIBRATION_BINS = 15  # as evaluate.expected_calibration_error's default
 
 
@@ -50,6 +54,44 @@ def read_history(path: Path) -> dict[str, list[float | None]] | None:
     if "epoch" in columns:
         columns["epoch"] = [int(e) + 1 for e in columns["epoch"]]  # CSVLogger counts from 0
     return columns
+
+
+def read_batches(path: Path) -> dict[str, list[float | None]] | None:
+    """batches.csv (mnistlab.train.batches) as columns: "epoch", how far into training each row's
+    batches lie (their middle, in epochs: 0.5 is halfway through the first), then "loss" and
+    "accuracy", their means; None when the run has no such file (one trained before it was kept).
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.DictReader(f) if (r.get("epoch") or "").isdigit()]
+    except (FileNotFoundError, UnicodeDecodeError, csv.Error):
+        return None
+    if not rows:
+        return None
+    # An epoch's batches: as recorded, else (steps unknown to Keras) the most any row reached.
+    most: dict[int, int] = {}
+    for r in rows:
+        most[int(r["epoch"])] = max(most.get(int(r["epoch"]), 1), int(_number(r.get("batch")) or 0))
+    columns: dict[str, list[float | None]] = {"epoch": [], "loss": [], "accuracy": []}
+    before = (-1, 0.0)  # (epoch, batches done) of the previous row
+    for r in rows:
+        epoch, done = int(r["epoch"]), _number(r.get("batch")) or 0.0
+        batches = _number(r.get("batches")) or most[epoch]
+        since = before[1] if before[0] == epoch else 0.0
+        columns["epoch"].append(round(epoch + (since + done) / 2 / batches, 4))
+        columns["loss"].append(_number(r.get("loss")))
+        columns["accuracy"].append(_number(r.get("accuracy")))
+        before = (epoch, done)
+    return columns
+
+
+def batches_section(run: RunDir) -> dict[str, list[float | None]] | None:
+    """The run's training curve within epochs (read_batches), for a run of up to
+    BATCH_CURVE_EPOCHS epochs; None for a longer run, or one without batches.csv."""
+    batches = read_batches(run.batches)
+    if batches is None or int(batches["epoch"][-1]) + 1 > BATCH_CURVE_EPOCHS:
+        return None
+    return batches
 
 
 def labelled_images(folder: str | os.PathLike) -> list[tuple[Path, int]]:

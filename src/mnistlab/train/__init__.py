@@ -7,6 +7,7 @@ One job a module, each importing only those above it:
     inputs    the train/validation split as model input; replay batches for fine-tuning
     recipe    optimizer, step-size schedule, loss, augmentation; the phases of a run
     resume    the checkpoint after every epoch, and continuing a killed run from it
+    batches   training loss and accuracy every few batches (batches.csv), for a curve within epochs
     fit       train() and train_ensemble(): a run from claiming its folder to metrics.json
 """
 
