@@ -1,7 +1,9 @@
 """The CLI end to end: the real `mnistlab` command on a small slice, and one-line errors."""
 
+import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,8 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mnistlab.cli import main
+from mnistlab.config import DEFAULT_PRESET, FINETUNE_TRAIN, ModelConfig, coerce, resolve_config
+from mnistlab.models import PRESETS, preset_config
 
 MNISTLAB = str(Path(sys.executable).with_name("mnistlab"))
 
@@ -118,9 +123,6 @@ def test_start_up_is_quiet():
 
 def _digit_photo(digit28, path):
     """An MNIST digit as a phone photo would show it: dark on light, enlarged, off-centre."""
-    import numpy as np
-    from PIL import Image
-
     big = np.asarray(Image.fromarray(digit28).resize((140, 140), Image.BILINEAR), dtype=float)
     page = np.full((220, 260), 210.0)
     page[30:170, 70:210] -= big * 0.8
@@ -149,9 +151,19 @@ def test_predict_and_read_end_to_end(small_run, mnist, tmp_path):
     by_flag = run_cli("predict", str(folder / "img1.png"), str(folder / "img0.png"), "--model", run, "--json")
     assert by_flag.returncode == 0 and json.loads(by_flag.stdout) == answers, by_flag.stderr
 
-    read = run_cli("read", run, str(folder / "img0.png"), "--json")
+    read = run_cli("read", run, str(folder / "img0.png"), "--json", "--show", str(tmp_path / "boxes.png"))
     assert read.returncode == 0, read.stderr
-    assert len(json.loads(read.stdout)["digits"]) == 1
+    (digit,) = json.loads(read.stdout)["digits"]
+    # One box convention, named: pixels of the image, x from the left and y from the top. The
+    # photo's digit was pasted at rows 30-170 and columns 70-210 of a 260 x 220 page.
+    box = digit["box"]
+    assert list(box) == ["left", "top", "right", "bottom"]
+    assert 70 <= box["left"] < box["right"] <= 210 and 30 <= box["top"] < box["bottom"] <= 170
+    with Image.open(tmp_path / "boxes.png") as sheet:
+        assert sheet.width == 480  # the 260-pixel page, enlarged to SHEET_SIDE's least
+    table = run_cli("read", run, str(folder / "img0.png")).stdout.splitlines()
+    assert table[1].split()[:6] == ["digit", "confidence", "status", "left", "top", "right"]
+    assert table[2].split()[3:7] == [str(box[side]) for side in ("left", "top", "right", "bottom")]
     read_by_flag = run_cli("read", "--model", run, str(folder / "img0.png"), "--json")
     assert json.loads(read_by_flag.stdout) == json.loads(read.stdout), read_by_flag.stderr
     assert_one_line_error(run_cli("read", run, str(folder / "img0.png"), str(folder / "img1.png")), "one image")
@@ -164,8 +176,6 @@ def test_predict_and_read_end_to_end(small_run, mnist, tmp_path):
 
 def test_predict_and_read_need_no_run_folder(tmp_path, mnist):
     """The reader shipped with mnistlab answers when no run is named; no_digit is null, not a guess."""
-    from PIL import Image
-
     Image.fromarray(np.full((120, 160), 235, np.uint8)).save(tmp_path / "blank.png")
     _digit_photo(mnist.x_test[0], tmp_path / "seven.png")
     answers = run_cli("predict", str(tmp_path / "blank.png"), str(tmp_path / "seven.png"), "--json")
@@ -266,8 +276,6 @@ def test_a_model_that_gives_nan_is_an_error_and_never_invalid_json(tmp_path, mni
 
 def test_a_sheet_of_many_images_is_capped(tmp_path, mnist):
     """5,000 images made a 249-megapixel sheet nothing opens: only the first MAX_SHEET_ROWS are drawn."""
-    from PIL import Image
-
     from mnistlab.predict import MAX_SHEET_ROWS
 
     folder = tmp_path / "images"
@@ -284,3 +292,127 @@ def test_a_sheet_of_many_images_is_capped(tmp_path, mnist):
     (tmp_path / "notes.txt").write_text("mine")
     assert_one_line_error(run_cli("predict", str(folder / "000.png"), "--show", str(tmp_path / "notes.txt" / "s.png")),
                           "notes.txt is a file, not a folder")
+
+
+def _help(capsys, *argv):
+    """What `mnistlab ARGV --help` prints, as --flag -> its help on one line."""
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--help"])
+    assert stop.value.code == 0
+    text, helps, flag = capsys.readouterr().out, {}, None
+    for line in text.splitlines():
+        start = re.match(r"  (?:-\w, )?(--[\w-]+)", line)
+        if start:
+            flag, helps[start.group(1)] = start.group(1), line[start.end():]
+        elif flag and line.startswith("   "):
+            helps[flag] += " " + line
+        else:
+            flag = None
+    return text, {key: " ".join(value.split()) for key, value in helps.items()}
+
+
+def _assert_defaults_shown(helps, settings, skip, empty):
+    """Every flag of `settings` (a dataclass) says "(default X)", X being its value as the flag takes
+    it: given back as the flag, X is that value (config.coerce); `empty` says what an "" means."""
+    for field in dataclasses.fields(settings):
+        if field.name in skip:
+            continue
+        value = getattr(settings, field.name)
+        text = helps["--" + field.name.replace("_", "-")]
+        shown = re.search(r"\(default (.+)\)$", text).group(1)
+        if value == "":
+            assert shown == empty[field.name], field.name
+        elif value == ():
+            assert shown == "none", field.name
+        else:
+            assert coerce(type(settings), field.name, shown) == value, (field.name, shown, value)
+        assert len(text) > len(f"(default {shown})") + 10, f"--{field.name} says what it is"
+
+
+@pytest.mark.parametrize("preset", [None, *PRESETS])
+def test_train_help_shows_the_defaults_of_the_preset_chosen(preset, capsys, monkeypatch):
+    """`mnistlab train --help` once showed TrainConfig's own defaults (12 epochs, 1e-3), which no
+    preset uses; now each flag shows what the preset resolves to, fast's without --model."""
+    monkeypatch.setenv("COLUMNS", "300")  # no help wrapped, so none is cut at a hyphen
+    text, helps = _help(capsys, "train", *([] if preset is None else ["--model", preset]))
+    cfg = preset_config(preset or DEFAULT_PRESET)
+    empty = {"out": f"runs/{cfg.model.name}-<date>-<time>", "data_path": "the MNIST cache, filled by one download"}
+    _assert_defaults_shown(helps, cfg.train, {"verbose"}, empty)
+    _assert_defaults_shown(helps, cfg.model, {"name"}, empty)
+    source = f"model {DEFAULT_PRESET}'s (the default preset)" if preset is None else f"--model {preset}'s"
+    assert f"The defaults shown are {source}." in text
+    assert "--schedule constant|onecycle" in text and "--augment-style digit|handwriting" in text
+    assert "--pooling max|avg|none" in text and "--model linear|mlp|cnn" in text
+
+
+def test_finetune_and_tune_help_show_their_own_defaults(capsys, tmp_path, monkeypatch):
+    """A fine-tune starts from FINETUNE_TRAIN and a --config file's tables; tune from its preset."""
+    monkeypatch.setenv("COLUMNS", "300")
+    _, helps = _help(capsys, "finetune", "RUN")
+    cfg = resolve_config(ModelConfig(), preset_train=FINETUNE_TRAIN, finetune_overrides={})
+    empty = {"out": "runs/<model>-finetune-<date>-<time>", "data_path": "the MNIST cache, filled by one download"}
+    _assert_defaults_shown(helps, cfg.train, {"verbose", "ensemble"}, empty)
+    _assert_defaults_shown(helps, cfg.finetune, {"parent", "data"}, empty)
+    assert helps["--epochs"].endswith("(default 20)") and helps["--learning-rate"].endswith("(default 0.0003)")
+
+    file = tmp_path / "ft.toml"
+    file.write_text("[train]\nepochs = 5\n[finetune]\nshots = 10\n")
+    text, helps = _help(capsys, "finetune", "RUN", "--config", str(file))
+    assert helps["--epochs"].endswith("(default 5)") and helps["--shots"].endswith("(default 10)")
+    assert f"with {file}" in text
+
+    from mnistlab.tune import TUNE_PRESET
+
+    _, helps = _help(capsys, "tune")
+    cfg = preset_config(TUNE_PRESET)
+    _assert_defaults_shown(helps, cfg.train, {"verbose", "ensemble", "out"}, empty)
+    _assert_defaults_shown(helps, cfg.model, {"name"}, empty)
+
+
+def test_latest_names_the_newest_run_and_train_says_what_to_run_next(mnist, tmp_path, monkeypatch, capsys):
+    tiny = ["--model", "cnn", "--conv-filters", "4", "--dense-units", "8", "--epochs", "1", "--train-limit", "500",
+            "--test-limit", "100", "--validation-split", "0.1"]
+    first = run_cli("train", *tiny, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (run,) = (tmp_path / "runs").glob("cnn-*")
+    lines = first.stdout.splitlines()
+    steps = lines[lines.index("next:") + 1 :]
+    assert [step.split()[:3] for step in steps[:3]] == [["mnistlab", "report", f"runs/{run.name}"],
+                                                      ["mnistlab", "serve", f"runs/{run.name}"],
+                                                      ["mnistlab", "predict", f"runs/{run.name}"]]
+    assert "runs/latest names this run" in steps[3]
+    assert os.readlink(tmp_path / "runs" / "latest") == run.name  # relative: the folder can move
+
+    # A second run moves latest to itself; -q leaves the next steps out.
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *tiny, "--seed", "1", "-q"]) == 0
+    out = capsys.readouterr().out
+    second = Path(re.search(r"run folder (\S+)", out).group(1))
+    assert "next:" not in out and second != Path("runs", run.name)
+    assert os.readlink("runs/latest") == second.name
+
+    # Every command that takes a run takes latest: the same answers as the folder named.
+    assert main(["evaluate", "latest", "--limit", "50", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run"] == str(second)
+    _digit_photo(mnist.x_test[0], tmp_path / "seven.png")
+    for command in (["predict", "seven.png"], ["read", "seven.png"]):
+        assert main([command[0], str(second), *command[1:], "--json"]) == 0
+        named = json.loads(capsys.readouterr().out)
+        assert main([command[0], "latest", *command[1:], "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == named
+        assert main([*command, "--model", "runs/latest", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == named
+
+    # A fine-tune of latest becomes latest, and names its parent in its next steps.
+    np.savez(tmp_path / "digits.npz", x=255 - mnist.x_test[:300], y=mnist.y_test[:300])
+    assert main(["finetune", "latest", "--data", "digits.npz", "--epochs", "1", "--no-control",
+                 "--test-limit", "100", "-q"]) == 0
+    assert "next:" not in capsys.readouterr().out
+    (tuned,) = Path("runs").glob("cnn-finetune-*")
+    assert os.readlink("runs/latest") == tuned.name
+
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")
+    assert main(["evaluate", "latest"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no finished run in runs/")

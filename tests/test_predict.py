@@ -13,7 +13,15 @@ from PIL import Image
 import mnistlab
 from mnistlab.data import ImageError
 from mnistlab.errors import MnistlabError
-from mnistlab.predict import STATUSES, PredictError, Predictor, contact_sheet, image_files, load_predictor
+from mnistlab.predict import (
+    STATUSES,
+    PredictError,
+    Predictor,
+    contact_sheet,
+    image_files,
+    load_predictor,
+    reading_sheet,
+)
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +148,13 @@ def test_read_a_number(predictor, sure_digits):
         big = np.asarray(Image.fromarray(sure_digits[int(ch)][k]).resize((168, 168), Image.BILINEAR), float)
         page[40:208, 30 + 170 * k : 198 + 170 * k] -= big * 0.8
     reading = predictor.read(np.uint8(np.clip(page, 0, 255)))
-    assert reading.text == text
-    lefts = [box[1] for box in reading.boxes]
-    assert lefts == sorted(lefts) and len(reading.digits) == 4
-    assert reading.to_dict()["digits"][0]["box"] == list(reading.boxes[0])
+    assert reading.text == text and len(reading.digits) == 4
+    # Box: x from the left, y from the top, right and bottom exclusive, in the page's pixels. Each
+    # digit was pasted at rows 40-208 and columns 30 + 170 k to 198 + 170 k, its ink inside that.
+    for k, box in enumerate(reading.boxes):
+        assert 30 + 170 * k <= box.left < box.right <= 198 + 170 * k and 40 <= box.top < box.bottom <= 208
+        assert box.right - box.left > 40 and box.bottom - box.top > 100  # the ink's, not a sliver
+    assert reading.to_dict()["digits"][0]["box"] == dict(zip(("left", "top", "right", "bottom"), reading.boxes[0]))
     empty = predictor.read(np.full((100, 300), 240, np.uint8))
     assert empty.text == "" and empty.status == "no_digit"
     assert empty.confidence is None and empty.to_dict()["confidence"] is None
@@ -267,3 +278,23 @@ def test_the_contact_sheet_takes_every_form_and_no_digit(predictor, sure_digits,
 
 def test_statuses_are_the_three_documented():
     assert STATUSES == ("ok", "unsure", "no_digit")
+
+
+def test_the_reading_sheet_draws_each_box_where_the_digit_is(predictor, sure_digits, tmp_path):
+    image = _number(sure_digits, "380")
+    reading = predictor.read(image)
+    assert reading.text == "380"
+    reading_sheet(image, reading, tmp_path / "boxes.png")
+    with Image.open(tmp_path / "boxes.png") as sheet:
+        sheet = np.asarray(sheet.convert("RGB")).astype(int)
+    # 570 x 260 is within SHEET_SIDE, so the image is drawn at its own scale, under the banner.
+    banner = sheet.shape[0] - image.shape[0]
+    assert sheet.shape[1] == image.shape[1] and banner > 0
+    colours = {"ok": [0, 150, 60], "unsure": [230, 120, 0]}
+    for digit, box in zip(reading.digits, reading.boxes, strict=True):
+        colour, middle = np.array(colours[digit.status]), banner + (box.top + box.bottom) // 2
+        assert (sheet[middle, box.left] == colour).all() and (sheet[middle, box.right - 1] == colour).all()
+        assert (sheet[middle, (box.left + box.right) // 2] != colour).any()  # an outline, not a filled box
+    assert (sheet[banner + 5, 5] == image[5, 5]).all()  # the image itself, grey, outside the boxes
+    with pytest.raises(PredictError, match="cannot write the sheet"):
+        reading_sheet(image, reading, tmp_path / "no" / "such" / "folder" / "boxes.png")

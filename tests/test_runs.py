@@ -1,11 +1,25 @@
-"""Run folders: exclusive creation, atomic writes, safe model loading, the lock, what a resume claims."""
+"""Run folders: exclusive creation, atomic writes, safe model loading, the lock, what a resume claims,
+and runs/latest."""
+
+import os
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
 from mnistlab.config import Config, TrainConfig
-from mnistlab.runs import LOCK_FILE, RunDir, RunError, claim_run, save_model_atomic
+from mnistlab.runs import (
+    LATEST,
+    LOCK_FILE,
+    RUNS_DIR,
+    RunDir,
+    RunError,
+    claim_run,
+    mark_latest,
+    resolve_run,
+    save_model_atomic,
+)
 
 
 def test_create_is_exclusive(tmp_path):
@@ -50,7 +64,7 @@ def test_open_errors(tmp_path):
     with pytest.raises(RunError, match="has no model.keras"):
         RunDir.open(tmp_path / "empty")
     (tmp_path / "empty" / "model.keras").write_bytes(b"not a zip at all")
-    with pytest.raises(RunError, match="cannot load model"):
+    with pytest.raises(RunError, match="is damaged or not a Keras model file"):  # modelfile.check_keras_file
         RunDir.open(tmp_path / "empty").load_model()
 
 
@@ -102,3 +116,70 @@ def test_run_files_are_named_in_one_place(tmp_path):
     assert run.corrections.name == "corrections" and run.finetune_report.name == "finetune.txt"
     assert run.control == RunDir(tmp_path / "r" / "control")
     assert run.member(3) == RunDir(tmp_path / "r" / "members" / "seed3")
+
+
+def _finished_run(name, mtime):
+    """A run folder in ./runs that counts as finished (it has metrics.json), written at `mtime`."""
+    run = RunDir(RUNS_DIR / name)
+    run.path.mkdir(parents=True)
+    run.metrics.write_text("{}")
+    os.utime(run.metrics, (mtime, mtime))
+    return run
+
+
+def test_latest_is_a_relative_link_replaced_atomically(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    old, new = _finished_run("cnn-1", 1_000), _finished_run("cnn-2", 2_000)
+    assert mark_latest(old) and os.readlink(RUNS_DIR / LATEST) == "cnn-1"
+    assert resolve_run(LATEST) == old.path
+    assert mark_latest(new) and os.readlink(RUNS_DIR / LATEST) == "cnn-2"
+    assert sorted(p.name for p in RUNS_DIR.iterdir()) == ["cnn-1", "cnn-2", "latest"]  # no temporary link left
+    assert resolve_run(LATEST) == new.path and resolve_run("runs/latest") == new.path
+    # Relative, so the runs folder can move with its link.
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    os.rename(RUNS_DIR, moved / "runs")
+    monkeypatch.chdir(moved)
+    assert resolve_run(LATEST) == new.path and (RUNS_DIR / LATEST / "metrics.json").is_file()
+
+
+def test_latest_is_a_text_file_where_there_are_no_symlinks(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = _finished_run("fast-1", 1_000)
+
+    def no_symlinks(*args, **kwargs):
+        raise OSError("symbolic links are not supported here")
+
+    monkeypatch.setattr(os, "symlink", no_symlinks)
+    assert mark_latest(run)
+    pointer = RUNS_DIR / LATEST
+    assert not pointer.is_symlink() and pointer.read_text() == "fast-1\n"
+    assert resolve_run(LATEST) == run.path and resolve_run(str(pointer)) == run.path
+
+
+def test_only_a_run_in_runs_is_marked_and_a_folder_called_latest_is_never_replaced(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    elsewhere = RunDir(tmp_path / "mine")
+    elsewhere.path.mkdir()
+    elsewhere.metrics.write_text("{}")
+    assert not mark_latest(elsewhere) and not (RUNS_DIR / LATEST).exists()
+    run = _finished_run("cnn-1", 1_000)
+    (RUNS_DIR / LATEST).mkdir()  # someone's own folder of that name
+    (RUNS_DIR / LATEST / "keep.txt").write_text("precious")
+    assert not mark_latest(run)
+    assert (RUNS_DIR / LATEST / "keep.txt").read_text() == "precious"
+
+
+def test_latest_without_a_link_is_the_newest_finished_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RunError, match="no finished run in runs/"):
+        resolve_run(LATEST)
+    _finished_run("a", 2_000)
+    _finished_run("b", 1_000)
+    (RUNS_DIR / "unfinished").mkdir()
+    assert resolve_run(LATEST) == RUNS_DIR / "a"  # by when its metrics.json was written, not by name
+    os.symlink("gone", RUNS_DIR / LATEST)  # a link to a run since removed
+    assert resolve_run(LATEST) == RUNS_DIR / "a"
+    assert resolve_run("runs/b") == RUNS_DIR / "b" and resolve_run("anything/else") == Path("anything/else")
+    (tmp_path / LATEST).mkdir()  # a folder called latest here is itself, as any other path
+    assert resolve_run(LATEST) == Path(LATEST)

@@ -1,7 +1,7 @@
 """Prediction: images in, digits with calibrated confidence out; shared by the CLI and the server.
 
     mnistlab predict photo.jpg drawing.png [--model runs/<name>] [--json] [--show sheet.png]
-    mnistlab read number.jpg
+    mnistlab read number.jpg [--show boxes.png]
 
 Every image goes through the one preprocessing path (mnistlab.data.prepare_image, MNIST's own
 normalisation), then the model, then its temperature (fitted on a validation split at training
@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -75,6 +75,21 @@ class Prediction:
         }
 
 
+class Box(NamedTuple):
+    """Where a digit is in its image, in pixels of the image (turned upright as its EXIF says), in
+    PIL's convention (Image.crop): x from the left, y from the top, right and bottom exclusive.
+    The one form of a box that mnistlab shows: the JSON of `mnistlab read --json` and of the
+    server's /v1/read is {"left", "top", "right", "bottom"}, and the table's columns are named so."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"left": self.left, "top": self.top, "right": self.right, "bottom": self.bottom}
+
+
 @dataclass(frozen=True)
 class Reading:
     """A multi-digit number read from one image."""
@@ -82,7 +97,7 @@ class Reading:
     path: str
     text: str  # the digits left to right; "" when no ink was found
     digits: tuple[Prediction, ...]
-    boxes: tuple[tuple[int, int, int, int], ...]  # (top, left, bottom, right) in the image
+    boxes: tuple[Box, ...]  # each digit's, in the same order
     status: str  # ok | unsure (confidence below the minimum) | no_digit (no digit found)
 
     @property
@@ -98,7 +113,7 @@ class Reading:
             "confidence": _rounded(self.confidence),
             "status": self.status,
             "digits": [
-                {**d.to_dict(), "box": list(box)} for d, box in zip(self.digits, self.boxes, strict=True)
+                {**d.to_dict(), "box": box.to_dict()} for d, box in zip(self.digits, self.boxes, strict=True)
             ],
         }
 
@@ -219,7 +234,7 @@ class Predictor:
         return self._answers([prepare_image(s) for s in sources], names)
 
     def read(self, source: Source, name: str | None = None) -> Reading:
-        """The multi-digit number written in one image, left to right.
+        """The multi-digit number written in one image, left to right, with each digit's Box.
 
         Its status is "no_digit" without any digit, else "ok" only when the joint confidence (the
         probability that every digit is right) reaches min_confidence: a number of three digits
@@ -247,7 +262,7 @@ class Predictor:
             path=name,
             text="".join(str(d.digit) for d in digits),
             digits=tuple(digits),
-            boxes=tuple(tuple(p.box) for p in parts),
+            boxes=tuple(Box(left=p.box[1], top=p.box[0], right=p.box[3], bottom=p.box[2]) for p in parts),
             status=status,
         )
 
@@ -337,6 +352,9 @@ def read_number(
 ) -> Reading:
     """The multi-digit number written in one image: the Python form of `mnistlab read`.
 
+        >>> reading = mnistlab.read_number("year.jpg")
+        >>> reading.text, [(d.digit, box.left, box.top) for d, box in zip(reading.digits, reading.boxes)]
+
     Args:
         image: one image, in any form `predict` takes.
         run: a run folder whose model to use; None for the shipped reader. The older order
@@ -389,3 +407,53 @@ def contact_sheet(sources: list[Source], predictions: list[Prediction], path: st
     except OSError as e:
         raise PredictError(f"cannot write the sheet {path}: {why_no_folder(Path(path).parent, e)}.") from None
     return shown
+
+
+# A reading's sheet is scaled to this longer side: a 40-megapixel photo to a page a screen shows
+# whole, a 28x28 array up to where its labels can be read.
+SHEET_SIDE = (480, 1600)  # (least, most) pixels
+_BOX_COLOURS = {"ok": (0, 150, 60), "unsure": (230, 120, 0)}
+
+
+def reading_sheet(source: Source, reading: Reading, path: str | os.PathLike) -> None:
+    """A PNG of the image read, each digit's box drawn on it with the digit and its confidence
+    (green when ok, orange when unsure), under a line giving the number and its status. Written
+    atomically.
+
+    Raises:
+        ImageError: `source` cannot be decoded. PredictError: `path` cannot be written.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    from mnistlab.data.decode import as_grey
+
+    image = Image.fromarray(np.uint8(np.clip(as_grey(source), 0, 1) * 255)).convert("RGB")
+    least, most = SHEET_SIDE
+    scale = min(max(1.0, least / max(image.size)), most / max(image.size))
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    image = image.resize(size, Image.NEAREST if scale > 1 else Image.LANCZOS)
+    text_size = max(14, max(size) // 40)
+    try:
+        font = ImageFont.load_default(size=text_size)  # FreeType's scalable default font
+    except (ImportError, OSError, TypeError):  # a Pillow without FreeType: the small bitmap font
+        font = ImageFont.load_default()
+    banner = text_size * 2
+    sheet = Image.new("RGB", (size[0], size[1] + banner), "white")
+    sheet.paste(image, (0, banner))
+    draw = ImageDraw.Draw(sheet)
+    headline = "(no digits found)" if reading.confidence is None else (
+        f"{reading.text}  {reading.status}, {reading.confidence * 100:.1f} % sure of all digits")
+    draw.text((6, text_size // 2), headline, fill="black", font=font)
+    line = max(2, max(size) // 300)
+    for digit, box in zip(reading.digits, reading.boxes, strict=True):
+        left, top, right, bottom = (round(v * scale) for v in box)
+        colour = _BOX_COLOURS.get(digit.status, "red")
+        draw.rectangle((left, banner + top, max(left, right - 1), banner + max(top, bottom - 1)),
+                       outline=colour, width=line)
+        label = f"{digit.digit} {digit.confidence * 100:.1f}%"
+        above = top - text_size - 2 * line
+        draw.text((left, banner + (above if above >= 0 else bottom + line)), label, fill=colour, font=font)
+    try:
+        atomic_write(Path(path), lambda f: sheet.save(f, format="PNG"))
+    except OSError as e:
+        raise PredictError(f"cannot write the sheet {path}: {why_no_folder(Path(path).parent, e)}.") from None

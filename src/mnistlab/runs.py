@@ -29,7 +29,7 @@ import filelock
 
 from mnistlab.config import Config, config_from_dict, read_config_file, write_config
 from mnistlab.errors import MnistlabError
-from mnistlab.files import atomic_path, atomic_write, is_temporary
+from mnistlab.files import atomic_path, atomic_write, is_temporary, temporary_path
 from mnistlab.modelfile import ModelFileError, check_keras_file
 
 MODEL_FILE = "model.keras"
@@ -51,6 +51,8 @@ REPORT_NUMBERS_FILE = "report.json"
 CORRECTIONS_DIR = "corrections"  # mnistlab serve: the labels people corrected, for fine-tuning
 FINETUNE_REPORT_FILE = "finetune.txt"  # mnistlab finetune: the fine-tuned run against its parent
 CONTROL_DIR = "control"  # mnistlab finetune --control: the from-scratch run, inside the fine-tune's
+RUNS_DIR = Path("runs")  # where a run goes without --out, in the working folder
+LATEST = "latest"  # RUNS_DIR/latest names the newest finished run there; any command's RUN may be "latest"
 
 
 class RunError(MnistlabError):
@@ -113,6 +115,10 @@ class RunDir:
     @property
     def history(self) -> Path:
         return self.path / HISTORY_FILE
+
+    @property
+    def batches(self) -> Path:  # training loss and accuracy every few batches (mnistlab.train.batches)
+        return self.path / "batches.csv"
 
     @property
     def metrics(self) -> Path:
@@ -240,11 +246,11 @@ class RunDir:
             path = Path(out)
         else:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            path = Path("runs") / f"{name}-{stamp}"
+            path = RUNS_DIR / f"{name}-{stamp}"
             # Two runs started in the same second get -2, -3, ... rather than failing.
             n = 2
             while path.exists():
-                path = Path("runs") / f"{name}-{stamp}-{n}"
+                path = RUNS_DIR / f"{name}-{stamp}-{n}"
                 n += 1
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -301,6 +307,61 @@ class RunDir:
             return {}
         except (OSError, ValueError) as e:
             raise RunError(f"cannot read {self.metrics}: {e}.") from None
+
+
+def mark_latest(run: RunDir) -> bool:
+    """Point RUNS_DIR/latest at `run`, a finished run in RUNS_DIR: a relative symlink made under a
+    temporary name and renamed over the old one (readers see the old link or the new), or where
+    there are no symlinks, a text file holding the folder's name. Returns whether it names `run`
+    now: not for a run outside RUNS_DIR, nor where a folder called latest is in the way (kept).
+    """
+    pointer = RUNS_DIR / LATEST
+    if (run.path.name == LATEST or run.path.resolve().parent != RUNS_DIR.resolve()
+            or (pointer.is_dir() and not pointer.is_symlink())):
+        return False
+    temp = temporary_path(pointer)
+    try:
+        try:
+            os.symlink(run.path.name, temp, target_is_directory=True)
+        except (OSError, NotImplementedError):  # no symlinks here (Windows without the privilege)
+            temp.write_text(run.path.name + "\n", encoding="utf-8")
+        os.replace(temp, pointer)
+    except OSError:
+        temp.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def latest_run(root: Path = RUNS_DIR) -> Path:
+    """The newest finished run in `root`: the one root/latest names, else (no latest, or one naming
+    a run since removed) the one whose metrics.json was written last. RunError if there is none."""
+    pointer, named = root / LATEST, None
+    try:
+        if pointer.is_symlink():
+            named = os.readlink(pointer)
+        elif pointer.is_file():
+            named = pointer.read_text(encoding="utf-8").strip()  # mark_latest's file, without symlinks
+    except (OSError, ValueError):
+        pass
+    if named and RunDir(root / named).finished:
+        return root / named
+    finished = [p for p in root.iterdir() if p.name != LATEST and RunDir(p).finished] if root.is_dir() else []
+    if not finished:
+        raise RunError(f"no finished run in {root}/ for {LATEST!r} to name; train one with `mnistlab train`, "
+                       "or give a run folder.")
+    return max(finished, key=lambda p: RunDir(p).metrics.stat().st_mtime)
+
+
+def resolve_run(arg: str | os.PathLike) -> Path:
+    """A command's RUN as a folder: `latest` (where nothing here has that name) is the newest
+    finished run in RUNS_DIR (latest_run), a latest link or file that mark_latest wrote is followed,
+    and anything else is the path itself."""
+    path = Path(arg)
+    if path.name != LATEST:
+        return path
+    if path.is_symlink() or path.is_file():
+        return latest_run(path.parent)
+    return latest_run() if str(arg) == LATEST and not path.exists() else path
 
 
 def why_no_folder(folder: Path, error: OSError) -> str:
@@ -378,7 +439,7 @@ def _check_claim(cfg: Config, run: RunDir, resume: bool, not_resumable: str) -> 
 
 def _newest_unfinished(cfg: Config, name: str) -> RunDir:
     """The most recently started unfinished run of `cfg` among runs/<name>-*."""
-    runs = [r for r in map(RunDir, Path("runs").glob(f"{name}-*")) if r.config.is_file()]
+    runs = [r for r in map(RunDir, RUNS_DIR.glob(f"{name}-*")) if r.config.is_file()]
     runs = [r for r in runs if not r.finished and not config_difference(cfg, r)]
     if not runs:
         raise RunError(f"nothing to resume: no unfinished run of this config in runs/{name}-*; "

@@ -8,6 +8,7 @@ TensorFlow are imported only by the commands that need them, so `mnistlab data i
 and `mnistlab predict one.jpg` on the shipped reader never loads them.
 
     flags.py      the parser: every command's flags, and the Config they build
+    helptext.py   what each config field's flag means, for --help
     commands.py   one cmd_<name> per command: call the library, print the result
 """
 
@@ -26,7 +27,8 @@ __all__ = ["build_parser", "config_from_args", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     if args.command in KERAS_COMMANDS:  # predict, read, serve: only for a run without model.onnx
         import_keras_quietly()
     try:

@@ -12,11 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 from mnistlab.cli.flags import config_from_args, split_overrides
 from mnistlab.config import DEFAULT_PRESET, MAX_SEED, ConfigError, read_config_file
+from mnistlab.runs import LATEST, RUNS_DIR, is_run_folder, mark_latest, resolve_run
 
 
 def _finite(value: Any) -> Any:
@@ -62,7 +65,29 @@ def cmd_train(args: argparse.Namespace) -> int:
             detail += f", resumed after epoch {m['resumed_from_epoch']}"
     print(f"test accuracy {m['test_accuracy'] * 100:.2f} %  loss {m['test_loss']:.4f}  ({detail})")
     print(f"run folder {result.run.path}")
+    marked = mark_latest(result.run)
+    if not args.quiet:
+        print(next_steps(result.run.path, marked))
     return 0
+
+
+def next_steps(run: Path, marked: bool, parent: Path | None = None) -> str:
+    """The commands worth running next on a run just written, with its real path; for a
+    fine-tune, the page comparing it with its `parent` first. marked: RUNS_DIR/latest names it."""
+    r = shlex.quote(str(run))
+    steps = [
+        (f"mnistlab report {r}", "a page of its mistakes, calibration and robustness"),
+        (f"mnistlab serve {r}", "draw digits for it in the browser, at http://127.0.0.1:8000"),
+        (f"mnistlab predict {r} PHOTO.jpg", "read the digit in a photo of your own"),
+    ]
+    if parent is not None:
+        steps[0] = (f"mnistlab compare {shlex.quote(str(parent))} {r}", "it beside the run it was tuned from")
+    width = max(len(command) for command, _ in steps)
+    lines = ["next:", *(f"  {command:<{width}}  # {why}" for command, why in steps)]
+    if marked:
+        lines.append(f"{RUNS_DIR / LATEST} names this run now: any command that takes a run folder takes "
+                     f"{LATEST} too.")
+    return "\n".join(lines)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -72,16 +97,19 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     train_over = split_overrides(args, "train")
     if args.quiet or args.json:
         train_over["verbose"] = 0
-    cfg = finetune_config(args.run, {**split_overrides(args, "finetune"), "data": args.data}, train_over,
+    cfg = finetune_config(resolve_run(args.run), {**split_overrides(args, "finetune"), "data": args.data}, train_over,
                           read_config_file(args.config) if args.config else None)
     t = cfg.train
     mnist = load_mnist(path=t.data_path or None, cache_dir=args.cache_dir, offline=t.offline, progress=t.verbose > 0)
     result = finetune(cfg, mnist=mnist)
+    marked = mark_latest(result.run.run)
     if args.json:
         print(_json({"run": str(result.run.run.path), **result.report}))
         return 0
     print(format_finetune(result.report))
     print(f"run folder {result.run.run.path}")
+    if not args.quiet:
+        print(next_steps(result.run.run.path, marked, parent=Path(cfg.finetune.parent)))
     return 0
 
 
@@ -128,7 +156,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from mnistlab.runs import RunDir
 
     _check_count("--limit", args.limit, "0: every test image")
-    run = RunDir.open(args.run)
+    run = RunDir.open(resolve_run(args.run))
     model = run.load_model()
     data = load_mnist(path=args.data_path, cache_dir=args.cache_dir,
                       offline=args.offline, progress=not args.json)
@@ -178,7 +206,7 @@ def _headline_numbers(report: dict[str, Any]) -> dict[str, Any]:
 def cmd_report(args: argparse.Namespace) -> int:
     from mnistlab.report import write_report
 
-    page = write_report(args.run, args.out, **_report_options(args))
+    page = write_report(resolve_run(args.run), args.out, **_report_options(args))
     if args.json:
         numbers = page.with_suffix(".json")
         report = json.loads(numbers.read_text(encoding="utf-8"))
@@ -191,7 +219,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from mnistlab.report import compare_runs
 
-    page = compare_runs(args.runs, args.out, **_report_options(args))
+    page = compare_runs([resolve_run(run) for run in args.runs], args.out, **_report_options(args))
     if args.json:
         numbers = page.with_suffix(".json")
         comparison = json.loads(numbers.read_text(encoding="utf-8"))
@@ -213,13 +241,13 @@ def _answer(p: Any) -> str:
     return f"{p.digit:>5}  {p.confidence * 100:>9.1f}%"
 
 
-def _run_and_images(model: str | None, paths: list[str]) -> tuple[str | None, list[str]]:
+def _run_and_images(model: str | None, paths: list[str]) -> tuple[Path | None, list[str]]:
     """The run (--model, or a run folder first, as `predict RUN IMAGE...` was written) and the images."""
-    from mnistlab.runs import is_run_folder
-
-    if model is None and paths and is_run_folder(paths[0]):
-        return paths[0], paths[1:]
-    return model, paths
+    if model is None and paths:
+        first = resolve_run(paths[0]) if Path(paths[0]).name == LATEST else paths[0]
+        if is_run_folder(first):
+            return Path(first), paths[1:]
+    return (None if model is None else resolve_run(model)), paths
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -244,12 +272,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    from mnistlab.predict import PredictError, load_predictor
+    from mnistlab.predict import PredictError, load_predictor, reading_sheet
 
     if len(args.paths) > 2 or (len(args.paths) == 2 and args.model):
         raise PredictError("read takes one image (and before it, without --model, a run folder).")
     run, image = (args.paths[0], args.paths[1]) if len(args.paths) == 2 else (args.model, args.paths[0])
-    reading = load_predictor(run, args.min_confidence).read(image)
+    reading = load_predictor(None if run is None else resolve_run(run), args.min_confidence).read(image)
+    if args.show:
+        reading_sheet(image, reading, args.show)
     if args.json:
         print(_json(reading.to_dict()))
         return 0
@@ -257,17 +287,21 @@ def cmd_read(args: argparse.Namespace) -> int:
         print(f"(no digits found)  ({reading.status})")
     else:
         print(f"{reading.text}  ({reading.status}, {reading.confidence * 100:.1f} % sure of all digits)")
-    for p, (top, left, bottom, right) in zip(reading.digits, reading.boxes, strict=True):
-        print(f"  {p.digit}  {p.confidence * 100:5.1f}%  {p.status:<8}  "
-              f"box x {left}-{right}, y {top}-{bottom}  top-3 {_top3(p)}")
+        # The box's columns as the JSON names them: pixels of the image, right and bottom exclusive.
+        print(f"{'digit':>5}  {'confidence':>10}  status    {'left':>5} {'top':>5} {'right':>5} {'bottom':>6}  top-3")
+        for p, box in zip(reading.digits, reading.boxes, strict=True):
+            print(f"{_answer(p)}  {p.status:<8}  {box.left:>5} {box.top:>5} {box.right:>5} {box.bottom:>6}  "
+                  f"{_top3(p)}")
+    if args.show:
+        print(f"sheet written to {args.show}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from mnistlab.export import export_model, format_export
 
-    result = export_model(args.run, args.format, args.out, data_path=args.data_path, cache_dir=args.cache_dir,
-                          offline=args.offline, progress=not args.json)
+    result = export_model(resolve_run(args.run), args.format, args.out, data_path=args.data_path,
+                          cache_dir=args.cache_dir, offline=args.offline, progress=not args.json)
     print(_json(result) if args.json else format_export(result))
     return 0
 
@@ -315,11 +349,27 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from mnistlab.serve import ServeError, serve
 
-    if args.run and args.model and args.run != args.model:
+    run, model = (None if arg is None else resolve_run(arg) for arg in (args.run, args.model))
+    if run and model and run != model:
         raise ServeError(f"two runs named: {args.run} and --model {args.model}; serve one.")
     # A run without model.onnx loads Keras (quietly); the shipped reader and ONNX never do.
-    serve(args.run or args.model, host=args.host, port=args.port, min_confidence=args.min_confidence,
+    serve(run or model, host=args.host, port=args.port, min_confidence=args.min_confidence,
           corrections=args.corrections)
+    return 0
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mnistlab.data.samples import SAMPLES, write_samples
+
+    *images, labels = write_samples(args.folder)
+    print(f"wrote {len(images)} images, the single digits' labels in {labels}:")
+    width = max(len(str(path)) for path in images)
+    for path, sample in zip(images, SAMPLES, strict=True):
+        print(f"  {str(path):<{width}}  {sample.about}")
+    number = next(Path(args.folder) / s.file for s in SAMPLES if len(s.label) > 1)
+    print(f"try:\n  mnistlab predict {args.folder}\n  mnistlab read {number}")
     return 0
 
 
@@ -348,4 +398,5 @@ COMMANDS = {
     "models": cmd_models,
     "data": cmd_data,
     "serve": cmd_serve,
+    "samples": cmd_samples,
 }

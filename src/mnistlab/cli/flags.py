@@ -1,8 +1,10 @@
 """The flags of every `mnistlab` command, and the Config that train and tune build from them.
 
-    mnistlab train --help     # a flag per TrainConfig and ModelConfig field, from the dataclasses
+    mnistlab train --model best --help   # a flag per TrainConfig and ModelConfig field, best's defaults
 
 Config settings come in layers: defaults < preset < --config file < flags (`config_from_args`).
+The defaults that `train`, `tune` and `finetune` show in --help are the ones the command line's
+--model and --config lead to (`help_config`), read before the full parse.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import dataclasses
 from typing import Any
 
+from mnistlab.cli.helptext import FIELD_HELP, field_help, field_metavar
 from mnistlab.config import (
     DEFAULT_PRESET,
     FINETUNE_TRAIN,
@@ -21,6 +24,8 @@ from mnistlab.config import (
     read_config_file,
     resolve_config,
 )
+from mnistlab.errors import MnistlabError
+from mnistlab.runtimes import import_keras_quietly
 from mnistlab.version import __version__
 
 # Fields that have their own flag or make no sense as one.
@@ -29,25 +34,85 @@ _TRAIN_FLAG_SKIP = {"verbose"}
 _FINETUNE_FLAG_SKIP = {"parent", "data"}  # the positional RUN and --data
 
 
-def _field_flags(
-    group: argparse._ArgumentGroup, cls: type, skip: set[str], prefix: str, defaults: dict[str, Any] | None = None
-) -> None:
+# The run folder commands take, as their help names it.
+RUN_HELP = "a run folder written by `mnistlab train`, or latest: the newest finished run in ./runs"
+
+
+def _field_flags(group: argparse._ArgumentGroup, cls: type, skip: set[str], prefix: str, values: Any = None,
+                 model: str = "", choices: dict[str, tuple[str, ...]] | None = None) -> None:
     """Add one --flag per dataclass field; unset flags stay out of the namespace (SUPPRESS).
 
-    defaults: what the command uses instead of a field's own default, for the help text.
+    values: the settings (a `cls`) the command uses where a flag is not given, shown in the help
+        as its defaults; None shows none. model: the model's name, for what an empty --out means.
     """
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         dest = f"{prefix}{f.name}"
+        text = FIELD_HELP[f.name] if values is None else field_help(f, getattr(values, f.name), model)
         if f.type in ("bool", bool):
-            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                               help=text)
         else:
-            metavar = "N,N,..." if str(f.type).startswith("tuple") else f.name.split("_")[-1].upper()
-            default = (defaults or {}).get(f.name, f.default)
-            group.add_argument(flag, dest=dest, default=argparse.SUPPRESS, metavar=metavar,
-                               help=f"default {default!r}" if default is not dataclasses.MISSING else None)
+            group.add_argument(flag, dest=dest, default=argparse.SUPPRESS, metavar=field_metavar(f, choices),
+                               help=text)
+
+
+def _early_options(argv: list[str]) -> argparse.Namespace:
+    """--model and --config, read before the full parse so that --help can show the defaults they
+    lead to; None where they cannot be read (the full parse then says why)."""
+    early = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    early.add_argument("--model")
+    early.add_argument("--config")
+    try:
+        return early.parse_known_args(argv)[0]
+    except argparse.ArgumentError:
+        return argparse.Namespace(model=None, config=None)
+
+
+def help_config(command: str, model: str | None = None, config: str | None = None) -> Config | None:
+    """The Config that `command` (train, tune or finetune) builds from --model and --config and no
+    other flag: what its --help shows as each flag's default. None where they cannot be used.
+
+    A fine-tune's architecture is its parent run's, so only its run settings and its own are shown.
+    """
+    try:
+        if command == "finetune":
+            tables = {k: v for k, v in (read_config_file(config) if config else {}).items() if k != "model"}
+            return resolve_config(ModelConfig(), tables, None, None, FINETUNE_TRAIN, {})
+        import_keras_quietly()  # the presets live beside the model builders
+        if command == "tune" and not model and not config:
+            from mnistlab.tune import TUNE_PRESET
+
+            model = TUNE_PRESET
+        return config_from_args(argparse.Namespace(model=model, config=config, quiet=False))
+    except MnistlabError:
+        return None
+
+
+def _help_configs(argv: list[str] | None) -> dict[str, tuple[Config | None, str]]:
+    """For train, tune and finetune: the Config whose values their help shows, and what it is."""
+    command = None if argv is None else next((a for a in argv if not a.startswith("-")), None)
+    early = _early_options(argv or [])
+    found = {}
+    for name in ("train", "tune", "finetune"):
+        if argv is not None and name != command:
+            found[name] = (None, "")  # another command's help is never shown: no Keras to import for it
+            continue
+        options = early if name == command else argparse.Namespace(model=None, config=None)
+        cfg = help_config(name, options.model, options.config)
+        if cfg is None:  # a --model or --config that cannot be used: the full parse says why
+            options = argparse.Namespace(model=None, config=None)
+            cfg = help_config(name)
+        if name == "finetune":
+            source = "a fine-tune's, the architecture being RUN's"
+        else:
+            source = (f"--model {options.model}'s" if options.model else
+                      f"model {cfg.model.name}'s" + ("" if options.config else " (the default preset)"))
+        source += f", with {options.config}" if options.config else ""
+        found[name] = (cfg, f"The defaults shown are {source}.")
+    return found
 
 
 def _data_flags(p: argparse.ArgumentParser, cache_only: bool = False) -> None:
@@ -62,8 +127,8 @@ def _data_flags(p: argparse.ArgumentParser, cache_only: bool = False) -> None:
 
 
 def _model_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", metavar="RUN", help="a run folder written by `mnistlab train` whose model to use "
-                   "(its model.onnx when it has one; default: the reader shipped with mnistlab)")
+    p.add_argument("--model", metavar="RUN", help=f"whose model to use: {RUN_HELP} (its model.onnx when it has "
+                   "one; default: the reader shipped with mnistlab)")
 
 
 def _prediction_flags(p: argparse.ArgumentParser) -> None:
@@ -94,15 +159,22 @@ def _report_flags(p: argparse.ArgumentParser) -> None:
     _data_flags(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The `mnistlab` parser; argv, the command line it is to parse, decides the defaults that the
+    help of train, tune and finetune shows (`help_config`). None shows those of no --model."""
+    configs = _help_configs(argv)
     parser = argparse.ArgumentParser(
         prog="mnistlab", description="Develop, fine-tune and use handwritten-digit recognizers."
     )
     parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model and write a run folder")
-    p.add_argument("--model", help=f"preset to start from (default {DEFAULT_PRESET}; see `mnistlab models`)")
+    cfg, source = configs["train"]
+    p = sub.add_parser("train", help="train a model and write a run folder", description=(
+        f"Train a model and write a run folder. {source} `mnistlab train --model NAME --help` shows "
+        "another preset's; settings layer as: preset < --config file < flags."))
+    p.add_argument("--model", metavar=_presets(cfg), help=f"preset to start from: its architecture and run settings; "
+                   f"`mnistlab models` lists them (default {DEFAULT_PRESET})")
     p.add_argument("--config", metavar="FILE", help="TOML or YAML file with [model] and [train] tables")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output, only the result")
     p.add_argument("--resume", action="store_true",
@@ -111,11 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "none. Running the same command with --out again resumes too; a finished run or "
                         "another config there is refused")
     _data_flags(p, cache_only=True)
-    _field_flags(p.add_argument_group("run settings"), TrainConfig, _TRAIN_FLAG_SKIP, "train.")
-    _field_flags(p.add_argument_group("architecture"), ModelConfig, _MODEL_FLAG_SKIP, "model.")
+    _field_flags(p.add_argument_group("run settings"), TrainConfig, _TRAIN_FLAG_SKIP, "train.", cfg and cfg.train,
+                 cfg and cfg.model.name)
+    _field_flags(p.add_argument_group("architecture"), ModelConfig, _MODEL_FLAG_SKIP, "model.", cfg and cfg.model,
+                 choices=_archs(cfg))
 
-    p = sub.add_parser("finetune", help="adapt a run's model to new digits (USPS, a folder, corrections...)")
-    p.add_argument("run", help="run folder written by `mnistlab train` whose model to start from")
+    cfg, source = configs["finetune"]
+    p = sub.add_parser("finetune", help="adapt a run's model to new digits (USPS, a folder, corrections...)",
+                       description=f"Adapt a run's model to new digits and compare it with its parent. {source}")
+    p.add_argument("run", metavar="RUN", help=f"whose model to start from: {RUN_HELP}")
     p.add_argument("--data", required=True, metavar="SOURCE",
                    help="usps | uci-digits | corrections (RUN's drawing-page store) | a folder of images "
                         "(sub-folders 0-9 or labels.csv) | an .npz with x and y")
@@ -123,11 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output, only the result")
     p.add_argument("--json", action="store_true", help="print the before/after report as JSON")
     _data_flags(p, cache_only=True)
-    _field_flags(p.add_argument_group("fine-tuning"), FinetuneConfig, _FINETUNE_FLAG_SKIP, "finetune.")
+    _field_flags(p.add_argument_group("fine-tuning"), FinetuneConfig, _FINETUNE_FLAG_SKIP, "finetune.",
+                 cfg and cfg.finetune)
     _field_flags(p.add_argument_group("run settings"), TrainConfig, _TRAIN_FLAG_SKIP | {"ensemble"}, "train.",
-                 FINETUNE_TRAIN)
+                 cfg and cfg.train, "<model>-finetune")
 
-    p = sub.add_parser("tune", help="search architectures and run settings with Optuna; the best as best.toml")
+    cfg, source = configs["tune"]
+    p = sub.add_parser("tune", help="search architectures and run settings with Optuna; the best as best.toml",
+                       description=f"Search architectures and run settings with Optuna. {source}")
     p.add_argument("--study", default="runs/tune", metavar="DIR",
                    help="study folder: study.db, trials/, trials.csv, best.toml, summary.json, plots "
                         "(default runs/tune; rerun to resume)")
@@ -142,56 +221,65 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop a trial's training after this long; it is scored as it stands")
     p.add_argument("--space", metavar="FILE",
                    help="search space: a TOML or YAML file with a [space] table (default: tune.DEFAULT_SPACE)")
-    p.add_argument("--model", help="preset the trials start from (default cnn)")
+    p.add_argument("--model", metavar=_presets(cfg), help="preset the trials start from, where the space does not "
+                   f"draw (default {cfg.model.name if cfg else 'cnn'})")
     p.add_argument("--config", metavar="FILE",
                    help="TOML or YAML file with [model] and [train] tables: what the space does not draw")
     p.add_argument("-q", "--quiet", action="store_true", help="no line per trial, only the table and the best")
     p.add_argument("--json", action="store_true", help="print the summary and the trials as JSON")
     _data_flags(p, cache_only=True)
     _field_flags(p.add_argument_group("run settings of every trial"), TrainConfig,
-                 _TRAIN_FLAG_SKIP | {"ensemble", "out"}, "train.")
+                 _TRAIN_FLAG_SKIP | {"ensemble", "out"}, "train.", cfg and cfg.train)
     _field_flags(p.add_argument_group("architecture, where the space does not draw it"), ModelConfig,
-                 _MODEL_FLAG_SKIP, "model.")
+                 _MODEL_FLAG_SKIP, "model.", cfg and cfg.model, choices=_archs(cfg))
 
     p = sub.add_parser("evaluate", help="score a run's saved model on the MNIST test set")
-    p.add_argument("run", help="run folder written by `mnistlab train`")
+    p.add_argument("run", metavar="RUN", help=RUN_HELP)
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
-    p.add_argument("--limit", type=int, default=0, help="only the first N test images")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N test images (default 0: all)")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average over the image and its 1-pixel shifts")
     _data_flags(p)
 
     p = sub.add_parser("report", help="an HTML page on a run: errors, confident mistakes, calibration, robustness")
-    p.add_argument("run", help="run folder written by `mnistlab train`")
+    p.add_argument("run", metavar="RUN", help=RUN_HELP)
     p.add_argument("--out", metavar="FILE|DIR",
                    help="the HTML file, or a folder for report.html (default RUN/report.html); "
                         "the JSON goes beside it, named like it with .json")
     _report_flags(p)
 
     p = sub.add_parser("compare", help="one HTML page comparing two or more runs side by side")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run folders written by `mnistlab train`")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run folders written by `mnistlab train` "
+                   "(latest: the newest finished run in ./runs)")
     p.add_argument("--out", metavar="FILE|DIR", default="compare.html",
                    help="the HTML file, or a folder for report.html (default compare.html in the current "
                         "folder); the JSON goes beside it, named like it with .json")
     _report_flags(p)
 
+    p = sub.add_parser("samples", help="write example images to try at once: photos, ruled paper, drawings, a number")
+    p.add_argument("folder", metavar="DIR", help="where to write them (made if missing; other files are left alone)")
+
     p = sub.add_parser("predict", help="read the digit in each image (photos, drawings, scans)")
     p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="image files, or folders of them; a run folder first picks its model, as --model does")
+                   help="image files, or folders of them; a run folder (or latest) first picks its model, as "
+                        "--model does")
     _model_flag(p)
     _prediction_flags(p)
     p.add_argument("--show", metavar="FILE.png", help="also write a sheet of each image next to what the model saw")
 
     p = sub.add_parser("read", help="read a multi-digit number written in one image",
-                       usage="mnistlab read [-h] [--model RUN] [--json] [--min-confidence P] [RUN] IMAGE")
+                       usage="mnistlab read [-h] [--model RUN] [--json] [--min-confidence P] [--show FILE.png] "
+                             "[RUN] IMAGE")
     p.add_argument("paths", nargs="+", metavar="[RUN] IMAGE",
-                   help="an image file; a run folder before it picks its model, as --model does")
+                   help="an image file; a run folder (or latest) before it picks its model, as --model does")
     _model_flag(p)
     _prediction_flags(p)
+    p.add_argument("--show", metavar="FILE.png",
+                   help="also write the image with each digit's box drawn on it, and its digit and confidence")
 
     p = sub.add_parser("export", help="export a run's model (ONNX, ...) and check it against the original")
-    p.add_argument("run", help="run folder written by `mnistlab train`")
-    p.add_argument("--format", default="onnx", metavar="FORMAT",
+    p.add_argument("run", metavar="RUN", help=RUN_HELP)
+    p.add_argument("--format", default="onnx", metavar="onnx|keras|savedmodel",
                    help="onnx (default, RUN/model.onnx), keras (a copy; needs --out) or savedmodel (RUN/savedmodel)")
     p.add_argument("--out", metavar="FILE", help="where to write instead of the default")
     p.add_argument("--json", action="store_true", help="print the parity figures as JSON")
@@ -206,8 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_flags(p)
 
     p = sub.add_parser("serve", help="a drawing page and an HTTP API over the shipped reader or a run's model")
-    p.add_argument("run", nargs="?", metavar="RUN", help="a run folder whose model to serve, as --model (default: "
-                   "the reader shipped with mnistlab)")
+    p.add_argument("run", nargs="?", metavar="RUN", help="a run folder (or latest) whose model to serve, as --model "
+                   "(default: the reader shipped with mnistlab)")
     _model_flag(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every network)")
@@ -218,6 +306,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "or ./corrections with the shipped reader)")
     return parser
 
+
+
+def _presets(cfg: Config | None) -> str:
+    """--model's metavar: the presets, where Keras is loaded (help_config loaded it) to list them."""
+    if cfg is None:
+        return "PRESET"
+    from mnistlab.models import PRESETS
+
+    return "|".join(PRESETS)
+
+
+def _archs(cfg: Config | None) -> dict[str, tuple[str, ...]]:
+    """--arch's choices, the registered builders, where Keras is loaded."""
+    if cfg is None:
+        return {}
+    from mnistlab.models import REGISTRY
+
+    return {"arch": tuple(REGISTRY)}
 
 
 def split_overrides(args: argparse.Namespace, table: str) -> dict[str, Any]:

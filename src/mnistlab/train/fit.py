@@ -37,6 +37,7 @@ from mnistlab.runs import (
     machine_info,
     save_model_atomic,
 )
+from mnistlab.train.batches import BatchLogger
 from mnistlab.train.devices import copy_model, data_parallel, seed_everything
 from mnistlab.train.inputs import FitInputs, fit_inputs, training_split
 from mnistlab.train.recipe import Phase, compile_phase, phases
@@ -158,8 +159,8 @@ def train(
             cfg.train.out, or without out the newest of this config in runs/.
 
     Returns:
-        The run folder (model.keras, config.toml, history.csv, checkpoint.keras, metrics.json),
-        the trained model and its metrics.
+        The run folder (model.keras, config.toml, history.csv, batches.csv, checkpoint.keras,
+        metrics.json), the trained model and its metrics.
 
     Raises:
         MnistlabError: data that cannot be had, a config that cannot be built, a run folder
@@ -267,7 +268,7 @@ def _fit_run(
     start = time.perf_counter()
     checkpoint = EpochCheckpoint(run, keep_best=t.patience > 0)
     every_phase = [keras.callbacks.TerminateOnNaN(), keras.callbacks.CSVLogger(str(run.history), append=True),
-                   checkpoint, *(callbacks or [])]
+                   BatchLogger(run.batches), checkpoint, *(callbacks or [])]
     if t.verbose:
         # Listed before RunProgress so the epoch's bar is finished before the run-level line.
         every_phase += [keras.callbacks.ProgbarLogger(), RunProgress(t.epochs)]
