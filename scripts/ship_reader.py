@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 from mnistlab.export import export_model
-from mnistlab.files import atomic_write_json
+from mnistlab.files import atomic_write, atomic_write_json
 from mnistlab.runs import RunDir
 from mnistlab.runtimes import READER_DIR
 
@@ -41,8 +40,9 @@ def main() -> None:
                                                  "keras_test_accuracy")},
     }
     READER_DIR.mkdir(exist_ok=True)
-    shutil.copyfile(onnx, READER_DIR / "model.onnx")
-    shutil.copyfile(run.config, READER_DIR / "config.toml")
+    # Each file whole or not at all: an interrupted copy must not leave a reader that loads.
+    for source, name in ((onnx, "model.onnx"), (run.config, "config.toml")):
+        atomic_write(READER_DIR / name, lambda f, source=source: f.write(source.read_bytes()))
     atomic_write_json(READER_DIR / "metrics.json", metrics)
     print(json.dumps(metrics["shipped"]))
 

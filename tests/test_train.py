@@ -20,7 +20,7 @@ from mnistlab.models import preset_config
 from mnistlab.runs import RunDir
 from mnistlab.train import augmentation, learning_rate, split_train_val, train
 from mnistlab.train.inputs import training_split
-from mnistlab.train.recipe import InkDarkness, StrokeWidth
+from mnistlab.train.recipe import InkDarkness, PixelNoise, StrokeWidth
 
 TINY_MODEL = ModelConfig(name="tiny", conv_filters=(8,), dense_units=(16,))
 
@@ -148,7 +148,20 @@ def test_ink_darkness_scales_each_image_within_its_range(mnist):
     np.testing.assert_allclose(out, x * factor[:, None, None, None], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("layer", [StrokeWidth(0.7, seed=3), InkDarkness(0.3, seed=4)])
+def test_pixel_noise_leaves_half_clean_and_bounds_the_rest():
+    """On flat mid-grey, where clipping seldom bites, each image's residual deviation is its drawn
+    standard deviation: 0 for the clean half, at most `strength` for the others."""
+    x = np.full((200, 28, 28, 1), 0.5, np.float32)
+    out = np.asarray(PixelNoise(0.4, seed=5)(x, training=True))
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    std = (out - x).reshape(200, -1).std(1)
+    clean = std == 0
+    assert 60 <= clean.sum() <= 140  # binomial(200, 1/2): mean 100, sd 7
+    assert std.max() <= 0.4 * 1.05 and np.median(std[~clean]) > 0.1
+    np.testing.assert_array_equal(np.asarray(PixelNoise(0.4)(x, training=False)), x)
+
+
+@pytest.mark.parametrize("layer", [StrokeWidth(0.7, seed=3), InkDarkness(0.3, seed=4), PixelNoise(0.5, seed=6)])
 def test_augmentation_layers_round_trip_their_config(layer):
     again = type(layer).from_config(layer.get_config())
     assert again.get_config() == layer.get_config()
@@ -223,3 +236,59 @@ def test_linear_preset_is_softmax_regression_accuracy(mnist, tmp_path):
     cfg = preset_config("linear", out=str(tmp_path / "linear"), verbose=2)
     acc = train(cfg, data=mnist).metrics["test_accuracy"]
     assert 0.91 <= acc <= 0.935
+
+
+# --- batches.csv: the training curve within epochs --------------------------------------------------
+
+
+def test_batch_logger_rows_are_the_means_of_their_batches(tmp_path):
+    """The oracle: NumPy's mean of the batches each row covers, from the running means Keras logs."""
+    from mnistlab.train.batches import BatchLogger
+
+    losses, right = np.array([5.0, 4.0, 3.0, 2.0, 1.0]), np.array([0.1, 0.3, 0.5, 0.7, 0.9])
+    logger = BatchLogger(tmp_path / "batches.csv", rows_per_epoch=2)  # every 3 of 5 batches
+    logger.set_params({"steps": 5})
+    for epoch in (0, 1):
+        logger.on_epoch_begin(epoch)
+        for k in range(5):
+            logger.on_train_batch_end(k, {"loss": losses[: k + 1].mean(), "accuracy": right[: k + 1].mean()})
+        logger.on_epoch_end(epoch)
+    with open(tmp_path / "batches.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["epoch"], r["batch"], r["batches"]) for r in rows] == [("0", "3", "5"), ("0", "5", "5"),
+                                                                      ("1", "3", "5"), ("1", "5", "5")]
+    assert [float(r["loss"]) for r in rows[:2]] == pytest.approx([losses[:3].mean(), losses[3:].mean()])
+    assert [float(r["accuracy"]) for r in rows[:2]] == pytest.approx([right[:3].mean(), right[3:].mean()])
+
+    # Called every steps_per_execution steps, the last call past the epoch's end: counted to its end.
+    logger.set_params({"steps": 20})
+    logger.on_epoch_begin(2)
+    logger.on_train_batch_end(15, {"loss": 2.0, "accuracy": 0.5})
+    logger.on_train_batch_end(31, {"loss": 1.8, "accuracy": 0.5})  # 4 batches of 1.0 after 16 of 2.0
+    assert [(r["batch"], float(r["loss"])) for r in logger.rows[-2:]] == [("16", 2.0), ("20", pytest.approx(1.0))]
+
+    # A resumed run (a new process) keeps the rows of the epochs its checkpoint holds, and only those.
+    resumed = BatchLogger(tmp_path / "batches.csv")
+    resumed.set_params({"steps": 5})
+    resumed.on_epoch_begin(1)
+    resumed.on_epoch_end(1)
+    with open(tmp_path / "batches.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "0"]
+
+
+def test_a_run_logs_its_batches_and_they_agree_with_its_history(mnist, tmp_path):
+    # 1,152 fitted images in 18 batches of 64, one step a call: a row for every batch.
+    cfg = tiny_config(tmp_path / "run", train_limit=1280, validation_split=0.1, steps_per_execution=1)
+    run = train(cfg, data=mnist).run
+    with open(run.batches) as f:
+        rows = list(csv.DictReader(f))
+    with open(run.history) as f:
+        history = list(csv.DictReader(f))
+    assert [(int(r["epoch"]), int(r["batch"])) for r in rows] == [(e, b) for e in (0, 1) for b in range(1, 19)]
+    assert {r["batches"] for r in rows} == {"18"}
+    for epoch in (0, 1):  # equal batches: the rows' mean is Keras's own figure for the epoch
+        for key in ("loss", "accuracy"):
+            mean = np.mean([float(r[key]) for r in rows if int(r["epoch"]) == epoch])
+            assert mean == pytest.approx(float(history[epoch][key]), rel=1e-4), (epoch, key)
+    loss = [float(r["loss"]) for r in rows]
+    assert np.mean(loss[-4:]) < np.mean(loss[:4])  # it learned
