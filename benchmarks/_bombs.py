@@ -17,7 +17,9 @@ Each bomb is a file of 2-9 MB that unpacks to 2 GB (zeros, deflated or gzipped):
   fifo-image     `predict f.png` where f.png is a FIFO: no memory, but it must not hang
 
 Victims run one at a time with HOME an empty folder (no ~/.keras/datasets/mnist.npz to fall back
-on) and MNISTLAB_CACHE the real MNIST cache. Peak RSS is the victim's ru_maxrss from wait4; a
+on) and MNISTLAB_CACHE the real MNIST cache. Peak RSS is the victim's VmHWM (Linux's high-water
+mark of its own memory), written as it exits; not ru_maxrss, which on Linux also holds the RSS of
+the process it was started from (a benchmark that trained in-process: 700 MB). A
 watchdog kills it past --limit-mb or --timeout, so a regression shows as a figure rather than
 a machine out of memory. Without RUN, a tiny run (`linear`, one epoch on 600 images) is trained
 first, as finetune's parent and for the model bombs' config.json. About two minutes on a busy
@@ -165,14 +167,30 @@ def build_bombs(folder: Path, run: Path) -> list[Victim]:
     ]
 
 
+# The CLI as `mnistlab ARGS` runs it, writing its VmHWM (KiB) to the file named first as it exits.
+_VICTIM = (
+    "import atexit, sys\n"
+    "def _peak(path=sys.argv[1]):\n"
+    "    with open('/proc/self/status') as status, open(path, 'w') as out:\n"
+    "        out.write(next(line.split()[1] for line in status if line.startswith('VmHWM')))\n"
+    "atexit.register(_peak)\n"
+    "from mnistlab.cli import main\n"
+    "sys.exit(main(sys.argv[2:]))\n"
+)
+
+
 def run_victim(victim: Victim, home: Path, limit_mb: float, timeout_s: float) -> dict[str, Any]:
-    """Run `mnistlab ARGS` on one bomb: exit status, peak RSS (ru_maxrss from wait4), seconds, and
-    whether its refusal names the expected reason. Killed past limit_mb of RSS or timeout_s."""
+    """Run `mnistlab ARGS` on one bomb: exit status, peak RSS (its VmHWM; the watchdog's highest
+    reading when it was killed), seconds, and whether its refusal names the expected reason.
+    Killed past limit_mb of RSS or timeout_s."""
     import psutil
 
     env = {**os.environ, "HOME": str(home), "MNISTLAB_CACHE": str(default_cache_dir()), "CUDA_VISIBLE_DEVICES": ""}
+    peak_file = home / f"{victim.name}.vmhwm"
+    peak_file.unlink(missing_ok=True)
+    highest = [0.0]
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "mnistlab.cli", *victim.args], env=env,
+    child = subprocess.Popen([sys.executable, "-c", _VICTIM, str(peak_file), *victim.args], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stopped: list[str] = []
     output: dict[str, bytes] = {}
@@ -192,6 +210,7 @@ def run_victim(victim: Victim, home: Path, limit_mb: float, timeout_s: float) ->
                 rss_mb = process.memory_info().rss / 2**20
             except psutil.Error:  # it has ended
                 return
+            highest[0] = max(highest[0], rss_mb)
             late = time.perf_counter() - start > timeout_s
             if rss_mb > limit_mb or late:
                 stopped.append(f"killed at {rss_mb:.0f} MB" if not late else f"killed after {timeout_s:g} s")
@@ -201,8 +220,7 @@ def run_victim(victim: Victim, home: Path, limit_mb: float, timeout_s: float) ->
 
     watchdog = threading.Thread(target=watch, daemon=True)
     watchdog.start()
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
+    child.wait()
     seconds = time.perf_counter() - start
     for reader in readers:
         reader.join()
@@ -217,7 +235,7 @@ def run_victim(victim: Victim, home: Path, limit_mb: float, timeout_s: float) ->
         "file_mb": round(size / 1e6, 1),
         "unpacks_to_gb": round(victim.unpacks_to / 1e9, 1),
         "exit": child.returncode,
-        "peak_rss_mb": round(usage.ru_maxrss / 1024),  # KiB on Linux
+        "peak_rss_mb": round(int(peak_file.read_text()) / 1024) if peak_file.is_file() else round(highest[0]),
         "seconds": round(seconds, 1),
         "killed": stopped[0] or None,
         # Warnings may come first; one `error:` line and no traceback is the contract.

@@ -162,8 +162,12 @@ config_data = st.dictionaries(
 
 def typed(hint) -> st.SearchStrategy:
     """Values of one field's type, in and out of its valid range."""
-    if typing.get_origin(hint) is tuple:
-        return st.lists(st.integers(0, 300), max_size=3).map(tuple)
+    if typing.get_origin(hint) is tuple:  # of ints (conv_filters) or of names (extra_train)
+        (item,) = {t for t in typing.get_args(hint) if t is not Ellipsis}
+        # A flag joins a tuple's names with commas and splits them on commas and spaces.
+        name = st.text(st.characters(categories=("L", "N")), min_size=1, max_size=8)
+        items = st.integers(0, 300) if item is int else name
+        return st.lists(items, max_size=3).map(tuple)
     return {
         bool: st.booleans(),
         int: st.integers(-3, 300),

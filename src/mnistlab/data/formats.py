@@ -17,6 +17,7 @@ import math
 import os
 import pickle
 import stat
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -106,7 +107,12 @@ def npz_header(npz: np.lib.npyio.NpzFile, name: str) -> tuple[tuple[int, ...], n
             raise ValueError(f".npy format version {version[0]}.{version[1]} is unknown")
         # Version 3.0 differs from 2.0 only in allowing UTF-8 field names in the header.
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _fortran_order, dtype = read(stream)
+        try:
+            shape, _fortran_order, dtype = read(stream)
+        except (SyntaxError, tokenize.TokenError) as e:
+            # NumPy tokenizes an old-style header it cannot parse, and a damaged one can escape that
+            # as a TokenError (a header of "{'shape': )20, 28, 28), }" found by tests/test_fuzz.py).
+            raise ValueError(f"its .npy header is not readable ({type(e).__name__})") from None
     return shape, dtype
 
 
