@@ -885,7 +885,8 @@ def test_empty_and_huge_requests(server, case):
     b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 100_000 + b"\r\n\r\n",
 ], ids=["garbage", "binary", "negative length", "huge length", "bad chunk", "long header"])
 def test_broken_http_is_refused_without_a_traceback(server, raw):
-    """Below the app: uvicorn refuses these with its own 400 (text/plain); the app logs nothing."""
+    """Below the app: the connection layer (serve.connections) refuses these with a JSON 4xx, or
+    closes a connection that never sent a request line; the app logs nothing."""
     client, tracebacks = server
     host, port = client.base_url.host, client.base_url.port
     with socket.create_connection((host, port), timeout=10) as sock:
@@ -897,5 +898,7 @@ def test_broken_http_is_refused_without_a_traceback(server, raw):
                 answer += chunk
     status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else None
     assert status is None or 400 <= status < 500, answer[:200]
+    if status is not None:
+        assert list(json.loads(answer.partition(b"\r\n\r\n")[2])) == ["error"], answer[:200]
     assert client.get("/healthz").json() == {"status": "ok"}  # still up
     assert not tracebacks.records, tracebacks.records[0].getMessage()

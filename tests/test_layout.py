@@ -16,8 +16,8 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src"
 MAX_LINES = 500  # past this a module is usually doing two jobs (STYLE.md, "The house")
 
-# The pipeline, bottom first: a module imports only from rows below its own (the README's "How the
-# code is laid out" draws the same). Within one package (data, train, report, ...) its modules
+# The pipeline, bottom first: a module imports only from rows below its own (docs/explanation/layout.md
+# draws the same). Within one package (data, train, report, ...) its modules
 # import each other freely, without circles.
 LAYERS = (
     ("mnistlab.errors", "mnistlab.files", "mnistlab.version"),

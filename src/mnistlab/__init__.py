@@ -2,7 +2,7 @@
 
     mnistlab train            # the default preset on verified MNIST, writes runs/<name>/
 
-The backend is TensorFlow (see README "Why TensorFlow"); it is chosen here, before any module
+The backend is TensorFlow (see docs/explanation/tensorflow.md); it is chosen here, before any module
 imports Keras, and a user's own KERAS_BACKEND still wins.
 """
 

@@ -23,7 +23,7 @@ from mnistlab.data import INPUT_SHAPE, MAX_PIXELS, NUM_CLASSES
 from mnistlab.predict import STATUSES
 from mnistlab.serve.requests import Limits
 
-# What each status promises an app (mnistlab.predict); the same words as the README's table.
+# What each status promises an app (mnistlab.predict); the same words as the table in docs/reference/answers.md.
 STATUS_MEANING = {
     "ok": "the calibrated confidence reaches min_confidence (GET /v1/model): take the answer",
     "unsure": "below min_confidence: digit and confidence are the best guess, for a person to confirm",
