@@ -365,6 +365,23 @@ def read_number(
     return load_predictor(run, min_confidence).read(image)
 
 
+def _picture(source: Source) -> Any:
+    """The image a person gave, as a grey Pillow image, for the sheets."""
+    from PIL import Image
+
+    from mnistlab.data.decode import as_grey
+
+    return Image.fromarray(np.uint8(np.clip(as_grey(source), 0, 1) * 255))
+
+
+def _save_sheet(sheet: Any, path: str | os.PathLike) -> None:
+    """Write a sheet as a PNG, atomically; PredictError when `path` cannot be written."""
+    try:
+        atomic_write(Path(path), lambda f: sheet.save(f, format="PNG"))
+    except OSError as e:
+        raise PredictError(f"cannot write the sheet {path}: {why_no_folder(Path(path).parent, e)}.") from None
+
+
 # Rows of a contact sheet: 100 rows of 112 pixels make a 444 x 11,312 PNG (5 MP) that browsers
 # and viewers open; 5,000 images made one of 249 MP that nothing would.
 MAX_SHEET_ROWS = 100
@@ -383,7 +400,6 @@ def contact_sheet(sources: list[Source], predictions: list[Prediction], path: st
     """
     from PIL import Image, ImageDraw
 
-    from mnistlab.data.decode import as_grey
 
     cell, text_w = 112, 220
     shown = min(len(predictions), MAX_SHEET_ROWS)
@@ -391,7 +407,7 @@ def contact_sheet(sources: list[Source], predictions: list[Prediction], path: st
     sheet = Image.new("L", (2 * cell + text_w, cell * (shown + (left_out > 0))), 255)
     draw = ImageDraw.Draw(sheet)
     for row, (source, p) in enumerate(zip(sources[:shown], predictions[:shown], strict=True)):
-        original = Image.fromarray(np.uint8(np.clip(as_grey(source), 0, 1) * 255))
+        original = _picture(source)
         original.thumbnail((cell - 8, cell - 8))
         top = row * cell
         sheet.paste(original, ((cell - original.width) // 2, top + (cell - original.height) // 2))
@@ -402,10 +418,7 @@ def contact_sheet(sources: list[Source], predictions: list[Prediction], path: st
     if left_out:
         draw.text((8, shown * cell + cell // 2 - 6), f"+ {left_out:,} more images not drawn (first {shown} shown)",
                   fill=0)
-    try:
-        atomic_write(Path(path), lambda f: sheet.save(f, format="PNG"))
-    except OSError as e:
-        raise PredictError(f"cannot write the sheet {path}: {why_no_folder(Path(path).parent, e)}.") from None
+    _save_sheet(sheet, path)
     return shown
 
 
@@ -425,9 +438,8 @@ def reading_sheet(source: Source, reading: Reading, path: str | os.PathLike) -> 
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    from mnistlab.data.decode import as_grey
 
-    image = Image.fromarray(np.uint8(np.clip(as_grey(source), 0, 1) * 255)).convert("RGB")
+    image = _picture(source).convert("RGB")
     least, most = SHEET_SIDE
     scale = min(max(1.0, least / max(image.size)), most / max(image.size))
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
@@ -453,7 +465,4 @@ def reading_sheet(source: Source, reading: Reading, path: str | os.PathLike) -> 
         label = f"{digit.digit} {digit.confidence * 100:.1f}%"
         above = top - text_size - 2 * line
         draw.text((left, banner + (above if above >= 0 else bottom + line)), label, fill=colour, font=font)
-    try:
-        atomic_write(Path(path), lambda f: sheet.save(f, format="PNG"))
-    except OSError as e:
-        raise PredictError(f"cannot write the sheet {path}: {why_no_folder(Path(path).parent, e)}.") from None
+    _save_sheet(sheet, path)

@@ -35,6 +35,7 @@ from mnistlab.modelfile import ModelFileError, check_keras_file
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.toml"
 HISTORY_FILE = "history.csv"
+BATCHES_FILE = "batches.csv"  # training loss and accuracy every few batches (mnistlab.train.batches)
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.keras"  # the last completed epoch, replaced every epoch
 BEST_WEIGHTS_FILE = "best_weights.npz"  # with early stopping: the best epoch's weights so far
@@ -117,8 +118,8 @@ class RunDir:
         return self.path / HISTORY_FILE
 
     @property
-    def batches(self) -> Path:  # training loss and accuracy every few batches (mnistlab.train.batches)
-        return self.path / "batches.csv"
+    def batches(self) -> Path:
+        return self.path / BATCHES_FILE
 
     @property
     def metrics(self) -> Path:

@@ -32,7 +32,7 @@ from mnistlab.data.mnist import (
 )
 
 if TYPE_CHECKING:  # what __getattr__ below returns, spelled out for type checkers and IDEs
-    from mnistlab.data.decode import IMAGE_SUFFIXES, MAX_PIXELS, ImageError, decode_image
+    from mnistlab.data.decode import IMAGE_SUFFIXES, MAX_PIXELS, ImageError, decode_image, header_pixels
     from mnistlab.data.digitsets import DigitSet, load_digit_set, select_shots
     from mnistlab.data.images import PREPROCESSING_VERSION, Prepared, normalise_digit, prepare_image
     from mnistlab.data.ink import DIGIT_BOX
@@ -46,6 +46,7 @@ _LAZY_MODULES = {
     "ImageError": "decode",
     "MAX_PIXELS": "decode",
     "decode_image": "decode",
+    "header_pixels": "decode",
     "DigitSet": "digitsets",
     "load_digit_set": "digitsets",
     "select_shots": "digitsets",
@@ -72,6 +73,7 @@ __all__ = [
     "MnistArrays",
     "Prepared",
     "decode_image",
+    "header_pixels",
     "default_cache_dir",
     "fetch",
     "info",

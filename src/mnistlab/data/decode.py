@@ -83,8 +83,30 @@ def decode_image(source: str | os.PathLike | bytes, name: str | None = None) -> 
         raise ImageError(f"Image {label} could not be read ({exc.strerror or exc}).") from exc
 
 
+def header_pixels(data: bytes) -> int:
+    """Width x height of an image file's bytes, read from its header alone (nothing is decoded);
+    0 for bytes decode_image refuses before decoding: no image it opens, a header cut short, or
+    more than MAX_PIXELS. What a server budgets before it lets an upload decode."""
+    try:
+        with _open(io.BytesIO(data), "<bytes>") as image:
+            width, height = image.size
+    except ImageError:
+        return 0
+    return width * height if width * height <= MAX_PIXELS else 0
+
+
 def _decode(stream: io.BufferedIOBase, label: str) -> np.ndarray:
     """Open with Pillow, refuse oversized headers, then load the first frame as grey levels."""
+    with _open(stream, label) as image:
+        return _pillow_grey(image, label)
+
+
+def _open(stream: io.BufferedIOBase, label: str) -> Image.Image:
+    """Pillow's image with only its header read, in one of the formats decode_image opens.
+
+    Raises:
+        ImageError: not such an image, a damaged header, or past Pillow's own size limits.
+    """
     too_large = f"Image {label} has more than {MAX_PIXELS:,} pixels; scale it down first."
     try:
         with warnings.catch_warnings():
@@ -100,8 +122,7 @@ def _decode(stream: io.BufferedIOBase, label: str) -> np.ndarray:
         ) from exc
     except Exception as exc:  # a header cut short: OSError, SyntaxError, struct.error ...
         raise ImageError(f"Image {label} is damaged or truncated ({_detail(exc)}).") from exc
-    with image:
-        return _pillow_grey(image, label)
+    return image
 
 
 def _pillow_grey(image: Image.Image, label: str) -> np.ndarray:

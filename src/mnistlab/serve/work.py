@@ -14,23 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import threading
-import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from PIL import Image
-
-from mnistlab.data import MAX_PIXELS
+from mnistlab.data import MAX_PIXELS, header_pixels
 from mnistlab.serve.requests import ApiError, Limits, Upload
 
 T = TypeVar("T")
-
-# The formats decode_image opens (mnistlab.data.decode); a header only these can read is counted.
-_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
-
 
 def pixels_of(uploads: list[Upload]) -> int:
     """The pixels decoding the uploads will hold, read from their headers (nothing is decoded).
@@ -38,18 +30,7 @@ def pixels_of(uploads: list[Upload]) -> int:
     An upload that is no image, or is over MAX_PIXELS, counts 0: decode_image refuses it before
     decoding anything.
     """
-    total = 0
-    for upload in uploads:
-        try:
-            with warnings.catch_warnings():  # as decode_image: past Pillow's limit is over ours
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(upload.data), formats=_FORMATS) as image:
-                    width, height = image.size
-        except Exception:  # noqa: BLE001 - any header Pillow cannot read; decode_image says why
-            continue
-        if width * height <= MAX_PIXELS:
-            total += width * height
-    return total
+    return sum(header_pixels(upload.data) for upload in uploads)
 
 
 class PixelBudget:
