@@ -159,7 +159,7 @@ class TrainConfig:
         _check(0.0 <= self.augment <= 3.0, "augment must be in [0, 3]")
         _check(self.augment_style in AUGMENT_STYLES, f"augment_style must be one of {', '.join(AUGMENT_STYLES)}")
         _check(self.train_limit >= 0 and self.test_limit >= 0, "limits must be >= 0")
-        _check(0 <= self.seed <= MAX_SEED, f"seed must be from 0 to 2**32 - 1 ({MAX_SEED:,}), not {self.seed}")
+        check_seed(self.seed)
         _check(self.seed + self.ensemble - 1 <= MAX_SEED,
                f"seed must be at most 2**32 - {self.ensemble} for an ensemble of {self.ensemble} "
                "(its members take seed, seed + 1, ...)")
@@ -219,6 +219,11 @@ class Config:
 
 
 _TABLES = ("model", "train", "finetune")  # the tables of a config file, as Config's fields
+
+
+def check_seed(seed: int, name: str = "seed") -> None:
+    """Refuse a seed NumPy cannot take (MAX_SEED); `name` is what the message calls it."""
+    _check(0 <= seed <= MAX_SEED, f"{name} must be from 0 to 2**32 - 1 ({MAX_SEED:,}), not {seed}")
 
 
 def _check(ok: bool, message: str) -> None:

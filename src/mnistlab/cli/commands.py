@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mnistlab.cli.flags import config_from_args, split_overrides
-from mnistlab.config import DEFAULT_PRESET, MAX_SEED, ConfigError, read_config_file
+from mnistlab.config import DEFAULT_PRESET, ConfigError, check_seed, read_config_file
 from mnistlab.runs import LATEST, RUNS_DIR, is_run_folder, mark_latest, resolve_run
 
 
@@ -180,8 +180,7 @@ def _report_options(args: argparse.Namespace) -> dict[str, Any]:
 
     _check_count("--limit", args.limit, "0: every test image")
     _check_count("--sweep-images", args.sweep_images, "0 skips the sweep")
-    if not 0 <= args.seed <= MAX_SEED:
-        raise ConfigError(f"--seed must be from 0 to 2**32 - 1 ({MAX_SEED:,}), not {args.seed}.")
+    check_seed(args.seed, "--seed")
     progress = not args.json
     data = load_mnist(path=args.data_path, cache_dir=args.cache_dir, offline=args.offline, progress=progress)
     return {"data": data, "folders": args.folders, "sweep_images": args.sweep_images, "seed": args.seed,
