@@ -38,6 +38,12 @@ from mnistlab.serve.requests import Limits, error_json
 MAX_HEADER_BYTES = 16 * 1024  # a request's line and headers (h11's default); more get 431
 
 
+def _closing_json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
+    """The headers of a JSON refusal after which the connection is closed."""
+    return [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close")]
+
+
 class _Parser(h11.Connection):
     """h11's server side, keeping the last parse error so that the refusal can say what it was."""
 
@@ -111,9 +117,7 @@ class Connection(H11Protocol):
         if len(self.tasks) > self.limits.max_connections:  # this request's own task included
             body = error_json(f"the server is answering {self.limits.max_connections} requests already; "
                               "try again in a moment")
-            await send({"type": "http.response.start", "status": 503, "headers": [
-                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close")]})
+            await send({"type": "http.response.start", "status": 503, "headers": _closing_json_headers(body)})
             await send({"type": "http.response.body", "body": body})
             return
         await self._app(scope, receive, send)
@@ -147,8 +151,7 @@ class Connection(H11Protocol):
         """Answer {"error": message} with `status` when no answer has begun, then close."""
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             body = error_json(message)
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                       (b"connection", b"close")]
+            headers = _closing_json_headers(body)
             for event in (h11.Response(status_code=status, headers=headers, reason=STATUS_PHRASES[status]),
                           h11.Data(data=body), h11.EndOfMessage()):
                 self.transport.write(self.conn.send(event))
