@@ -63,6 +63,8 @@ def test_model_config_rejects_stride_three():
         {"warmup": 1.0},
         {"label_smoothing": 1.0},
         {"augment": -1},
+        {"augment": 1.0, "epochs": 3, "settle_epochs": 3},  # no epoch left before settling
+        {"augment": 0.0, "epochs": 3, "settle_epochs": 1},  # nothing to settle
         {"ensemble": 0},
         {"epochs": MAX_EPOCHS + 1},
         {"steps_per_execution": MAX_STEPS_PER_EXECUTION + 1},

@@ -160,6 +160,20 @@ def test_resume_restores_optimizer_history_and_best_epoch(mnist, tmp_path):
     assert np.mean(predicted == y_val) == pytest.approx(max(val), abs=1e-6)
 
 
+def test_a_run_killed_before_settling_settles_when_resumed(mnist, tmp_path):
+    cfg = tiny_config(tmp_path / "run", epochs=3, settle_epochs=1, augment=1.0, augment_style="handwriting")
+    killed_run(mnist, cfg, after=2)  # the checkpoint holds the settling augmentation, not yet settled
+    settled = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            settled.append((epoch, self.model.get_layer("augmentation").settled))
+
+    m = train(cfg, data=mnist, callbacks=[Record()]).metrics
+    assert m["resumed_from_epoch"] == 2 and m["epochs_run"] == 3
+    assert settled == [(2, True)]
+
+
 def test_what_a_rerun_refuses_and_resume_without_out(mnist, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = killed_run(mnist, tiny_config("runs/tiny-20260101-000000", epochs=2), after=1)

@@ -20,7 +20,7 @@ from mnistlab.models import preset_config
 from mnistlab.runs import RunDir
 from mnistlab.train import augmentation, learning_rate, split_train_val, train
 from mnistlab.train.inputs import training_split
-from mnistlab.train.recipe import InkDarkness, PixelNoise, StrokeWidth
+from mnistlab.train.recipe import InkDarkness, PixelNoise, Settled, SettlingAugmentation, StrokeWidth
 
 TINY_MODEL = ModelConfig(name="tiny", conv_filters=(8,), dense_units=(16,))
 
@@ -100,6 +100,47 @@ def test_onecycle_schedule_matches_its_formula():
     assert lr[2] == pytest.approx(0.01 * 0.5 * (1 + np.cos(np.pi * 37 / 75)), rel=1e-4)
     assert lr[3] == pytest.approx(0.0, abs=1e-8)
     assert learning_rate(TrainConfig(learning_rate=0.002), 10) == 0.002
+
+
+def test_settling_epochs_restart_the_step_size_low():
+    t = TrainConfig(epochs=4, learning_rate=0.01, schedule="onecycle", warmup=0.25, augment=1.0, settle_epochs=1)
+    schedule = learning_rate(t, steps_per_epoch=20, settle_epochs=1)  # onecycle over 60 steps, then 20 more
+    plain = learning_rate(TrainConfig(epochs=3, learning_rate=0.01, schedule="onecycle", warmup=0.25), 20)
+    for step in (0, 15, 40, 59):  # the epochs before are one-cycle over their own steps
+        assert float(schedule(step)) == pytest.approx(float(plain(step)), rel=1e-5)
+    assert float(schedule(60)) == pytest.approx(0.001)  # then a tenth of the peak ...
+    assert float(schedule(70)) == pytest.approx(0.0005, rel=1e-4)  # ... a cosine down to 0
+    assert float(schedule(80)) == pytest.approx(0.0, abs=1e-9)
+    again = Settled.from_config(schedule.get_config())
+    assert [float(again(step)) for step in (10, 65)] == [float(schedule(step)) for step in (10, 65)]
+    constant = learning_rate(TrainConfig(epochs=3, learning_rate=0.002, augment=1.0, settle_epochs=1), 10, 1)
+    assert [float(constant(step)) for step in (0, 19, 20)] == pytest.approx([0.002, 0.002, 0.0002])
+
+
+class SettledAtEpochEnd(keras.callbacks.Callback):
+    """Which epochs (of the whole run) trained with the augmentation settled."""
+
+    def __init__(self):
+        super().__init__()
+        self.settled = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.settled.append((epoch, self.model.get_layer("augmentation").settled))
+
+
+def test_a_settling_run_trains_its_last_epochs_at_half_strength(mnist, tmp_path):
+    seen = SettledAtEpochEnd()
+    cfg = tiny_config(tmp_path / "run", epochs=3, settle_epochs=1, augment=1.0, augment_style="handwriting")
+    result = train(cfg, data=mnist, callbacks=[seen])
+    assert seen.settled == [(0, False), (1, False), (2, True)]
+    assert result.metrics["epochs_run"] == 3 and np.isfinite(result.metrics["test_loss"])
+    layer = SettlingAugmentation(1.0, "handwriting")
+    strengths = lambda pipeline: [sub.strength for sub in pipeline.layers if hasattr(sub, "strength")]  # noqa: E731
+    assert strengths(layer.half) == pytest.approx([s / 2 for s in strengths(layer.full)])
+    x = preprocess_images(mnist.x_test[:8])
+    layer.settled = True
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)  # the identity outside training
+    assert not np.allclose(np.asarray(layer(x, training=True)), x)
 
 
 def test_augmentation_only_in_training(mnist):

@@ -121,6 +121,8 @@ class TrainConfig:
     # rotation, +-10 % shift and +-10 % zoom (never flips: a flipped digit is another digit)
     augment_style: str = "digit"  # digit (rotation, shift, zoom) | handwriting (also slant, stroke
     # width, blur, faint ink: what varies between writers and pens)
+    settle_epochs: int = 0  # the run's last N epochs augment at half strength, the step size restarting
+    # at a tenth of its peak and decaying to 0: the model ends on images nearer those it is scored on
     extra_train: tuple[str, ...] = ()  # digit sets added to MNIST's training images (and, by
     # validation_split, its validation images), e.g. ("usps",): more writers; see load_digit_set
     writing_variants: tuple[str, ...] = ()  # ways of writing a digit MNIST lacks, drawn onto copies
@@ -158,6 +160,8 @@ class TrainConfig:
         _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)")
         _check(0.0 <= self.augment <= 3.0, "augment must be in [0, 3]")
         _check(self.augment_style in AUGMENT_STYLES, f"augment_style must be one of {', '.join(AUGMENT_STYLES)}")
+        _check(0 <= self.settle_epochs < self.epochs, "settle_epochs must be from 0 to epochs - 1")
+        _check(self.settle_epochs == 0 or self.augment > 0, "settle_epochs needs augmentation (augment > 0)")
         _check(self.train_limit >= 0 and self.test_limit >= 0, "limits must be >= 0")
         check_seed(self.seed)
         _check(self.seed + self.ensemble - 1 <= MAX_SEED,
@@ -206,6 +210,8 @@ class Config:
         if self.finetune and self.finetune.strategy == "head-then-all":
             _check(self.finetune.head_epochs < self.train.epochs,
                    "head_epochs must be fewer than epochs (the rest train all layers)")
+            _check(self.train.settle_epochs < self.train.epochs - self.finetune.head_epochs,
+                   "settle_epochs must be fewer than the epochs that train all layers (epochs - head_epochs)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples become lists), ready for TOML, YAML or JSON."""

@@ -79,6 +79,9 @@ FIELD_HELP: dict[str, str] = {
                "of rotation, +-10 %% shift and +-10 %% zoom (never flips: a flipped digit is another digit)",
     "augment_style": "what --augment varies: digit = rotation, shift and zoom; handwriting = also slant, "
                      "stroke width, blur and faint ink, what varies between writers and pens",
+    "settle_epochs": "the run's last N epochs augment at half the --augment strength, the step size "
+                     "restarting at a tenth of --learning-rate and decaying to 0: the model ends on images "
+                     "nearer those it reads; 0 = none",
     "extra_train": "digit sets added to MNIST's training images (and, by --validation-split, its "
                    "validation images), e.g. usps: more writers",
     "writing_variants": "ways of writing a digit that MNIST lacks, drawn onto copies of its training digits, "

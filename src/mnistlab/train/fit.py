@@ -40,7 +40,7 @@ from mnistlab.runs import (
 from mnistlab.train.batches import BatchLogger
 from mnistlab.train.devices import copy_model, data_parallel, seed_everything
 from mnistlab.train.inputs import FitInputs, fit_inputs, training_split
-from mnistlab.train.recipe import Phase, compile_phase, phases
+from mnistlab.train.recipe import Phase, compile_phase, phases, settle_callbacks
 from mnistlab.train.resume import (
     EpochCheckpoint,
     Restored,
@@ -280,7 +280,8 @@ def _fit_run(
             restored = _resume_phase(trainer, run, t, inputs.steps_per_epoch)
             resumed_from = restored.epochs
         checkpoint.best = max(restored.val_accuracy, default=None)  # early stopping's best, per phase
-        done = _fit_phase(trainer, phase, t, inputs, epochs_run, restored, every_phase)
+        settle = settle_callbacks(trainer, phase, epochs_run, t.verbose > 0)
+        done = _fit_phase(trainer, phase, t, inputs, epochs_run, restored, every_phase + settle)
         for layer in model.layers:  # the saved model has every layer trainable again
             layer.trainable = True
         kept = epochs_run + (int(np.argmax(done.val_accuracy)) if t.patience > 0 and done.val_accuracy

@@ -19,19 +19,56 @@ from mnistlab.config import Config, TrainConfig
 from mnistlab.models import head_layers
 
 
-def learning_rate(t: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """The Adam step size: constant, or one-cycle (linear warm-up from 1/10, then cosine to 0)."""
+def learning_rate(
+    t: TrainConfig, steps_per_epoch: int, settle_epochs: int = 0
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The Adam step size: constant, or one-cycle (linear warm-up from 1/10, then cosine to 0);
+    with `settle_epochs`, that over the epochs before them, then a restart (Settled)."""
+    main_epochs = t.epochs - settle_epochs
     if t.schedule == "constant":
-        return t.learning_rate
-    total = t.epochs * steps_per_epoch
-    warmup = int(total * t.warmup)
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=t.learning_rate / 10,
-        decay_steps=max(1, total - warmup),
-        alpha=0.0,
-        warmup_target=t.learning_rate,
-        warmup_steps=warmup,
-    )
+        main: float | keras.optimizers.schedules.LearningRateSchedule = t.learning_rate
+    else:
+        total = main_epochs * steps_per_epoch
+        warmup = int(total * t.warmup)
+        main = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=t.learning_rate / 10,
+            decay_steps=max(1, total - warmup),
+            alpha=0.0,
+            warmup_target=t.learning_rate,
+            warmup_steps=warmup,
+        )
+    if not settle_epochs:
+        return main
+    return Settled(main, main_epochs * steps_per_epoch, t.learning_rate / 10, settle_epochs * steps_per_epoch)
+
+
+@keras.saving.register_keras_serializable(package="mnistlab")
+class Settled(keras.optimizers.schedules.LearningRateSchedule):
+    """`main` (a schedule or a constant) for the first `start` steps, then a cosine decay from
+    `peak` to 0 over `steps`: the settling epochs' step size, restarted low rather than left at
+    the main schedule's end (0, for one-cycle)."""
+
+    def __init__(self, main: float | keras.optimizers.schedules.LearningRateSchedule, start: int, peak: float,
+                 steps: int):
+        self.main, self.start, self.peak, self.steps = main, int(start), float(peak), int(steps)
+        self.settle = keras.optimizers.schedules.CosineDecay(self.peak, max(1, self.steps), alpha=0.0)
+
+    def __call__(self, step: Any) -> Any:
+        step = keras.ops.cast(step, "float32")
+        before = self.main(step) if callable(self.main) else self.main
+        after = self.settle(keras.ops.maximum(step - self.start, 0.0))
+        return keras.ops.where(step < self.start, before, after)
+
+    def get_config(self) -> dict[str, Any]:
+        main = keras.optimizers.schedules.serialize(self.main) if callable(self.main) else self.main
+        return {"main": main, "start": self.start, "peak": self.peak, "steps": self.steps}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Settled:
+        main = config["main"]
+        if isinstance(main, dict):
+            main = keras.optimizers.schedules.deserialize(main)
+        return cls(main, config["start"], config["peak"], config["steps"])
 
 
 # The largest turn, in degrees, at strength 1: a written digit stays itself within +-10 degrees;
@@ -39,7 +76,7 @@ def learning_rate(t: TrainConfig, steps_per_epoch: int) -> float | keras.optimiz
 ROTATION_DEGREES = {"digit": 10, "handwriting": 20}
 
 
-def augmentation(strength: float, style: str = "digit") -> keras.Sequential:
+def augmentation(strength: float, style: str = "digit", name: str = "augmentation") -> keras.Sequential:
     """Random distortions that keep a digit the digit it is, active only in training; no flips.
 
     "digit": strength 1 means up to +-10 degrees, +-10 % of the side (2.8 px) and +-10 % zoom, the
@@ -70,7 +107,57 @@ def augmentation(strength: float, style: str = "digit") -> keras.Sequential:
             InkDarkness(strength * 0.4),
             PixelNoise(strength * 0.5),
         ]
-    return keras.Sequential(layers, name="augmentation")
+    return keras.Sequential(layers, name=name)
+
+
+@keras.saving.register_keras_serializable(package="mnistlab")
+class SettlingAugmentation(keras.layers.Layer):
+    """augmentation(strength, style) in training until `settled` is set (the Settle callback
+    does, for a run's settle_epochs), then the same at half strength: the model ends on images
+    nearer those it reads. Which one runs is fixed when fit() traces its step; Settle retraces.
+
+    On the reader's members, two epochs at half strength after twenty at full took validation
+    accuracy from 99.48 % to 99.53 % and the development sets' errors from 3 to 1, for 0.4 points
+    of the corruption sweep's mean (82.2 % to 81.8 %); "digit" style at full strength instead
+    gave the same accuracy and 80.9 %.
+    """
+
+    def __init__(self, strength: float, style: str = "digit", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.strength, self.style = strength, style
+        self.full = augmentation(strength, style, name="full")
+        self.half = augmentation(strength / 2, style, name="half")
+        self.settled = False
+
+    def build(self, input_shape: Any) -> None:
+        self.full.build(input_shape)
+        self.half.build(input_shape)
+
+    def call(self, images: Any, training: bool = False) -> Any:
+        return (self.half if self.settled else self.full)(images, training=training)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "strength": self.strength, "style": self.style}
+
+
+class Settle(keras.callbacks.Callback):
+    """Switch a SettlingAugmentation to half strength from epoch `first` (counted from 0 over the
+    whole run, so a resumed run switches too), and have fit() trace its step again."""
+
+    def __init__(self, layer: SettlingAugmentation, first: int, verbose: bool):
+        super().__init__()
+        self.layer, self.first, self.verbose = layer, first, verbose
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch >= self.first and not self.layer.settled:
+            self.layer.settled = True
+            self.model.make_train_function(force=True)
+            if self.verbose:
+                print(f"settling from epoch {epoch + 1}: augmentation at half strength, the step size "
+                      "restarting at a tenth of its peak", flush=True)
 
 
 class PerImageAugmentation(keras.layers.Layer):
@@ -184,6 +271,7 @@ class Phase:
     head_only: bool  # the feature extractor frozen
     learning_rate: float  # Adam's step size (the peak, with the onecycle schedule)
     head_multiplier: float = 1.0  # the head's step size over learning_rate
+    settle_epochs: int = 0  # its last N epochs settle (TrainConfig.settle_epochs): the run's last phase
 
 
 def phases(cfg: Config) -> list[Phase]:
@@ -191,14 +279,22 @@ def phases(cfg: Config) -> list[Phase]:
     head alone, then every layer, for strategy head-then-all."""
     t, f = cfg.train, cfg.finetune
     if f is None:
-        return [Phase(t.epochs, False, t.learning_rate)]
+        return [Phase(t.epochs, False, t.learning_rate, settle_epochs=t.settle_epochs)]
     if f.strategy == "head":
-        return [Phase(t.epochs, True, f.head_learning_rate)]
-    together = Phase(t.epochs, False, t.learning_rate, f.head_learning_rate / t.learning_rate)
+        return [Phase(t.epochs, True, f.head_learning_rate, settle_epochs=t.settle_epochs)]
+    together = Phase(t.epochs, False, t.learning_rate, f.head_learning_rate / t.learning_rate, t.settle_epochs)
     if f.strategy == "all":
         return [together]
     return [Phase(f.head_epochs, True, f.head_learning_rate),
             dataclasses.replace(together, epochs=t.epochs - f.head_epochs)]
+
+
+def settle_callbacks(trainer: keras.Model, phase: Phase, first_epoch: int, verbose: bool) -> list[Settle]:
+    """The Settle callback for a phase that settles, whose epochs start at `first_epoch` of the run."""
+    layers = [layer for layer in trainer.layers if isinstance(layer, SettlingAugmentation)]
+    if not phase.settle_epochs or not layers:
+        return []
+    return [Settle(layers[0], first_epoch + phase.epochs - phase.settle_epochs, verbose)]
 
 
 def compile_phase(model: keras.Model, phase: Phase, t: TrainConfig, steps_per_epoch: int) -> keras.Model:
@@ -212,7 +308,7 @@ def compile_phase(model: keras.Model, phase: Phase, t: TrainConfig, steps_per_ep
     for layer in model.layers:
         layer.trainable = not phase.head_only or id(layer) in head
     schedule = learning_rate(dataclasses.replace(t, epochs=phase.epochs, learning_rate=phase.learning_rate),
-                             steps_per_epoch)
+                             steps_per_epoch, phase.settle_epochs)
     if phase.head_multiplier != 1:
         paths = [v.path for layer in model.layers if id(layer) in head for v in layer.trainable_variables]
         optimizer = LayerwiseAdam(paths, phase.head_multiplier, learning_rate=schedule)
@@ -222,8 +318,9 @@ def compile_phase(model: keras.Model, phase: Phase, t: TrainConfig, steps_per_ep
     trainer = model
     if t.augment > 0:
         inputs = keras.Input(model.input_shape[1:], name="image")
-        trainer = keras.Model(inputs, model(augmentation(t.augment, t.augment_style)(inputs)),
-                              name=f"{model.name}_train")
+        augment = (SettlingAugmentation(t.augment, t.augment_style, name="augmentation") if phase.settle_epochs
+                   else augmentation(t.augment, t.augment_style))
+        trainer = keras.Model(inputs, model(augment(inputs)), name=f"{model.name}_train")
     trainer.compile(
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
