@@ -25,12 +25,12 @@ LAYERS = (
     ("mnistlab.config",),
     ("mnistlab.data",),
     ("mnistlab.models", "mnistlab.runs", "mnistlab.inference"),
-    ("mnistlab.calibrate",),
+    ("mnistlab.calibrate", "mnistlab.personal"),
     ("mnistlab.evaluate", "mnistlab.runtimes"),
     ("mnistlab.train",),
     ("mnistlab.finetune", "mnistlab.predict"),
     ("mnistlab.export",),
-    ("mnistlab.report", "mnistlab.serve", "mnistlab.tune"),
+    ("mnistlab.report", "mnistlab.serve", "mnistlab.teach", "mnistlab.tune"),
     ("mnistlab.cli",),
     ("mnistlab",),  # the package's own __init__: the Python API, on top of everything
 )

@@ -66,7 +66,9 @@ def corrections_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def api(small_run, predictor, corrections_dir):
     """An httpx client on a real server with the default limits."""
-    app = create_app(predictor, corrections_dir, run_name=small_run.run.path.name, runtime="keras")
+    # Lessons on, never started here (tests/test_lessons.py starts them): their routes are described.
+    app = create_app(predictor, corrections_dir, run_name=small_run.run.path.name, runtime="keras",
+                     teach_run=small_run.run.path)
     with running(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         yield client
 
@@ -201,7 +203,8 @@ def _reachable(spec, schema, seen):
 
 
 API_ROUTES = {("/v1/predict", "post"), ("/v1/read", "post"), ("/v1/corrections", "post"), ("/v1/model", "get"),
-              ("/healthz", "get")}
+              ("/healthz", "get"), ("/v1/finetune", "get"), ("/v1/finetune", "post")}
+CREATED = {"/v1/corrections": "201", "/v1/finetune": "202"}  # a POST's 2xx other than 200
 
 
 def test_every_answer_and_refusal_is_typed_in_the_api(api):
@@ -214,8 +217,9 @@ def test_every_answer_and_refusal_is_typed_in_the_api(api):
     for (path, method), operation in operations.items():
         responses = operation["responses"]
         answers = [s for s in responses if s.startswith("2")]
-        assert answers == (["201"] if path == "/v1/corrections" else ["200"]), (path, answers)
-        assert "default" in responses and (method == "get" or {"400", "403", "413", "415"} <= set(responses))
+        assert answers == [CREATED.get(path, "200") if method == "post" else "200"], (path, answers)
+        sent = {"400", "403", "413", "415"} if path != "/v1/finetune" else {"400", "403", "409"}  # no body
+        assert "default" in responses and (method == "get" or sent <= set(responses))
         for status, response in responses.items():
             schema = response["content"]["application/json"]["schema"]
             assert set(schema) == {"$ref"}, (path, status, schema)  # a named model, not an inline object
@@ -278,6 +282,7 @@ def test_answers_are_what_the_api_says(api, sure_digits):
         ("/v1/read", "post", api.post("/v1/read", files={"file": ("b.png", blank)})),
         ("/v1/corrections", "post", api.post("/v1/corrections", files={"file": ("7.png", seven)}, data={"label": "1"})),
         ("/v1/model", "get", api.get("/v1/model")),
+        ("/v1/finetune", "get", api.get("/v1/finetune")),
         ("/healthz", "get", api.get("/healthz")),
     ]
     for path, method, response in answers:

@@ -71,13 +71,16 @@ def finetune_config(
     return resolve_config(parent_cfg.model, file_data, None, train, FINETUNE_TRAIN, merged)
 
 
-def finetune(cfg: Config, *, mnist: MnistArrays | None = None, target: Any | None = None) -> FinetuneResult:
+def finetune(
+    cfg: Config, *, mnist: MnistArrays | None = None, target: Any | None = None, callbacks: list[Any] | None = None
+) -> FinetuneResult:
     """Fine-tune cfg.finetune.parent's model on cfg.finetune.data, with a before/after report.
 
     Args:
         cfg: a fine-tune's Config (finetune_config builds one).
         mnist: MNIST in memory (replay, forgetting); loaded like `mnistlab train` when None.
         target: the target DigitSet already loaded; from cfg.finetune.data when None.
+        callbacks: extra Keras callbacks for the fine-tune's fit (a lesson's progress file).
 
     Returns:
         The fine-tuned run, the control run, and the report also written to metrics.json
@@ -108,7 +111,7 @@ def finetune(cfg: Config, *, mnist: MnistArrays | None = None, target: Any | Non
     model = parent.load_model()
     before = _scores(model, target, mnist)
     replay = (mnist.x_train, mnist.y_train) if f.replay > 0 else None
-    result = train(cfg, data=target, model=model, replay=replay)
+    result = train(cfg, data=target, callbacks=callbacks, model=model, replay=replay)
     after = _scores(result.model, target, mnist)
 
     control = None

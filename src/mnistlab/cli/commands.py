@@ -353,7 +353,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ServeError(f"two runs named: {args.run} and --model {args.model}; serve one.")
     # A run without model.onnx loads Keras (quietly); the shipped reader and ONNX never do.
     serve(run or model, host=args.host, port=args.port, min_confidence=args.min_confidence,
-          corrections=args.corrections)
+          corrections=args.corrections, parent=args.parent, teach=args.teach)
+    return 0
+
+
+def cmd_teach(args: argparse.Namespace) -> int:
+    from mnistlab.teach import format_lesson, teach
+
+    lesson = teach(resolve_run(args.run), args.samples, args.out, verbose=0 if args.quiet or args.json else 2)
+    if args.json:
+        print(_json({"run": str(lesson.run.path), **lesson.report}))
+        return 0
+    print(format_lesson(lesson))
+    if not args.quiet:
+        print(f"next: mnistlab serve {args.run}   # serves this personal model; --parent serves {args.run} itself")
     return 0
 
 
@@ -382,7 +395,7 @@ def _print_tree(d: dict[str, Any], indent: int = 0) -> None:
 
 
 # Commands that always build or load a Keras model; the CLI imports Keras (quietly) before them.
-KERAS_COMMANDS = ("train", "finetune", "tune", "evaluate", "report", "compare", "export", "models")
+KERAS_COMMANDS = ("train", "finetune", "teach", "tune", "evaluate", "report", "compare", "export", "models")
 
 COMMANDS = {
     "train": cmd_train,
@@ -397,5 +410,6 @@ COMMANDS = {
     "models": cmd_models,
     "data": cmd_data,
     "serve": cmd_serve,
+    "teach": cmd_teach,
     "samples": cmd_samples,
 }

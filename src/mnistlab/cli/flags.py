@@ -304,6 +304,22 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--corrections", metavar="DIR",
                    help="where the page's corrections are stored, in sub-folders 0-9 (default RUN/corrections, "
                         "or ./corrections with the shipped reader)")
+    p.add_argument("--parent", action="store_true",
+                   help="serve RUN itself, not its newest personal model (RUN/personal/, from the page's lessons)")
+    p.add_argument("--no-teach", dest="teach", action="store_false",
+                   help="turn off the page's \"teach it my handwriting\" mode and its /v1/finetune routes")
+
+    p = sub.add_parser("teach", help="fine-tune a run on the drawings its page stored: a personal model",
+                       description="Fine-tune RUN on the drawings stored by its drawing page (RUN/corrections) "
+                                   "into a personal model, RUN/personal/<time>/, scored before and after on "
+                                   "drawings held back from learning and on MNIST; what the page's Learn button "
+                                   "runs. `mnistlab serve RUN` then serves it.")
+    p.add_argument("run", metavar="RUN", help=RUN_HELP)
+    p.add_argument("--samples", metavar="DIR",
+                   help="labelled drawings to learn from, in sub-folders 0-9 (default RUN/corrections)")
+    p.add_argument("--out", metavar="DIR", help="the personal model's run folder (default RUN/personal/<time>)")
+    p.add_argument("--json", action="store_true", help="print the before/after figures as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the result")
     return parser
 
 

@@ -2,7 +2,8 @@
 
     mnistlab serve [runs/<name>] [--port 0]   # prints the URL; the API is described at <URL>docs
 
-`serve` chooses the model (the shipped reader, or the run's model.onnx, through ONNX Runtime, so
+`serve` chooses the model (the shipped reader; a run's newest personal model, which the page's
+lessons make, or with --parent the run's own; a model.onnx runs on ONNX Runtime, so
 Keras and TensorFlow are never imported and the first answer comes within ~2 s; else the run's
 Keras model), binds the socket, prints the URL and runs uvicorn. `app.create_app` builds the FastAPI app from
 any Predictor; `requests.Limits` bounds what a request may cost; `connections.Connection` is the
@@ -24,6 +25,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from mnistlab.errors import MnistlabError
+from mnistlab.personal import newest_personal
 from mnistlab.predict import DEFAULT_MIN_CONFIDENCE, load_predictor, model_name
 from mnistlab.runs import RunDir
 from mnistlab.runtimes import onnx_model
@@ -107,6 +109,8 @@ def serve(
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     corrections: str | os.PathLike | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    parent: bool = False,
+    teach: bool = True,
 ) -> None:
     """Serve the shipped reader or a run's model until interrupted; prints the URL once the model
     is loaded.
@@ -118,23 +122,34 @@ def serve(
         corrections: where corrections are stored; RUN/corrections by default, or
             READER_CORRECTIONS (./corrections) for the shipped reader.
         limits: sizes, counts and timeouts per request.
+        parent: serve the run's own model, not its newest personal model (mnistlab.personal).
+        teach: offer lessons (/v1/finetune and the page's teach mode) of the run; never for the
+            shipped reader, which has no Keras model to fine-tune.
 
     Raises:
         RunError, ExportError, ServeError: the model cannot be loaded or the address cannot be
             listened on.
     """
     sock = bind(host, port)  # first: a taken port is told before seconds of model loading
+    personal = newest_personal(run) if run is not None and not parent else None
     try:
-        predictor = load_predictor(run, min_confidence)
+        predictor = load_predictor(personal.path if personal else run, min_confidence)
     except BaseException:
         sock.close()
         raise
     if corrections is None:
         corrections = READER_CORRECTIONS if run is None else RunDir(Path(run)).corrections
+    name = model_name(run) + (f"/personal/{personal.path.name}" if personal else "")
+    reason = ("turned off (mnistlab serve --no-teach)" if not teach else
+              "the shipped reader is not taught; serve a run of your own (mnistlab train, then mnistlab serve "
+              "runs/latest)" if run is None else "")
     # A name given to --host is one a browser may write to the server by (origins.local_names).
-    app = create_app(predictor, corrections, run_name=model_name(run), limits=limits, allowed_hosts=[host])
+    app = create_app(predictor, corrections, run_name=name, limits=limits, allowed_hosts=[host],
+                     teach_run=run if teach and run is not None else None, no_teach_reason=reason)
     url = url_of(sock)
-    served = "the shipped reader" if run is None else run
+    served = ("the shipped reader" if run is None else
+              f"{personal.path}, the newest personal model of {run} (--parent serves {run} itself)" if personal
+              else run)
     print(f"serving {served} ({predictor.runtime}) at {url}  (API docs at {url}docs; corrections go to "
           f"{corrections}; Ctrl-C stops)", flush=True)
     build_server(app, limits).run(sockets=[sock])

@@ -9,7 +9,9 @@ Routes (every refusal is a 4xx with the body {"error": "<one line>"}, never a 50
                           {"images": [...]} -> {"predictions": [Prediction.to_dict() + input_png]}
     POST /v1/read         one image of a written number -> Reading.to_dict() (+ input_png per digit)
     POST /v1/corrections  one image and its true `label` 0-9 -> <corrections>/<label>/<name>.png
-    GET  /v1/model        what is serving: run, runtime, temperature, threshold, limits
+    POST /v1/finetune     start a lesson: learn the stored drawings into a personal model (lessons.py)
+    GET  /v1/finetune     the drawings stored per digit, the lesson's progress, then its before/after
+    GET  /v1/model        what is serving: run, runtime, temperature, threshold, limits, teach
     GET  /healthz         {"status": "ok"}
     GET  /docs, /redoc    the API described by Swagger UI and ReDoc, served from the fastapi-offline
                           package (nothing is loaded from elsewhere); /openapi.json for clients
@@ -63,10 +65,13 @@ from mnistlab.data import (
 )
 from mnistlab.errors import MnistlabError
 from mnistlab.predict import Predictor
+from mnistlab.runs import ONNX_FILE
 from mnistlab.serve.corrections import CorrectionStore, StoreFull, open_store
+from mnistlab.serve.lessons import Lessons, Model, Served
 from mnistlab.serve.openapi import (
     Correction,
     Health,
+    Lesson,
     ModelInfo,
     Predictions,
     Reading,
@@ -113,8 +118,10 @@ def create_app(
     runtime: str | None = None,
     limits: Limits = DEFAULT_LIMITS,
     allowed_hosts: Iterable[str] = (),
+    teach_run: str | os.PathLike | None = None,
+    no_teach_reason: str = "",
 ) -> FastAPI:
-    """The FastAPI app serving one predictor.
+    """The FastAPI app serving one predictor, and the personal models its lessons make.
 
     Args:
         predictor: the model, its temperature and threshold.
@@ -125,8 +132,11 @@ def create_app(
         limits: sizes, counts and timeouts per request.
         allowed_hosts: host names a browser may reach the server by to write, besides localhost,
             IP addresses and this machine's name (the --host given, a proxy's name).
+        teach_run: the run that lessons (/v1/finetune) start from, learning the corrections;
+            None turns the routes off, and GET /v1/model then gives no_teach_reason.
     """
     runtime = runtime or predictor.runtime
+    served = Served(Model(predictor, run_name, runtime))
     # FastAPI with /docs and /redoc whose scripts, styles and favicon come from the package, under
     # /static-offline-docs: they render with no network.
     app = FastAPIOffline(
@@ -158,15 +168,17 @@ def create_app(
     @app.get("/v1/model", summary="The model being served and the limits of a request",
              response_model=ModelInfo, response_description="The model and the limits.", responses=refusals())
     def model() -> dict[str, Any]:
+        now = served.model
         return {
-            "run": run_name,
-            "runtime": runtime,
-            "temperature": predictor.temperature,
-            "min_confidence": predictor.min_confidence,
+            "run": now.name,
+            "runtime": now.runtime,
+            "temperature": now.predictor.temperature,
+            "min_confidence": now.predictor.min_confidence,
             "preprocessing_version": PREPROCESSING_VERSION,
             "classes": list(range(NUM_CLASSES)),
             "input_shape": list(INPUT_SHAPE),
             "limits": {**asdict(limits), "max_pixels": MAX_PIXELS},
+            "teach": {"available": teach_run is not None, "reason": None if teach_run is not None else no_teach_reason},
             "mnistlab": __version__,
         }
 
@@ -176,7 +188,7 @@ def create_app(
     async def predict(request: Request) -> dict[str, Any]:
         uploads, _ = await parse_request(request, limits, extra_fields=())
         images = some_images(uploads, limits)
-        return {"predictions": await work.run(images, _predict, predictor, images)}
+        return {"predictions": await work.run(images, _predict, served.model.predictor, images)}
 
     @app.post("/v1/read", summary="The multi-digit number written in one image",
               response_model=Reading, response_description="The number written in the image.",
@@ -184,7 +196,7 @@ def create_app(
     async def read(request: Request) -> dict[str, Any]:
         uploads, _ = await parse_request(request, limits, extra_fields=())
         image = one_image(uploads)
-        return await work.run([image], _read, predictor, image)
+        return await work.run([image], _read, served.model.predictor, image)
 
     @app.post(
         "/v1/corrections",
@@ -202,7 +214,32 @@ def create_app(
         stored = await work.run([image], _store_correction, store, image, label)
         return {"stored": stored, "label": label}
 
+    if teach_run is not None:
+        _add_lessons(app, Path(teach_run), store, served)
     return app
+
+
+def _add_lessons(app: FastAPI, run: Path, store: CorrectionStore, served: Served) -> None:
+    """POST and GET /v1/finetune: lessons of `run` on the stored drawings, served once learnt."""
+
+    def switch(lesson: Path) -> None:
+        predictor = Predictor.from_onnx(lesson / ONNX_FILE, served.model.predictor.min_confidence)
+        served.switch(Model(predictor, f"{run.name}/personal/{lesson.name}", predictor.runtime))
+
+    lessons = Lessons(run, store, switch)
+
+    @app.post("/v1/finetune", status_code=202,
+              summary="Learn the stored drawings: a personal model, served once learnt",
+              response_model=Lesson, response_description="The lesson has started; GET /v1/finetune follows it.",
+              responses=refusals(400, 403, 409))
+    def start_lesson() -> dict[str, Any]:
+        return lessons.start()
+
+    @app.get("/v1/finetune", summary="The drawings stored, the lesson's progress, then its before/after",
+             response_model=Lesson, response_description="The lesson running, or the last one's outcome.",
+             responses=refusals())
+    def lesson() -> dict[str, Any]:
+        return lessons.status()
 
 
 # -- the work, run in WorkPool's threads --------------------------------------------------------

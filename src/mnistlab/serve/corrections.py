@@ -81,18 +81,22 @@ class CorrectionStore:
 
     def usage(self) -> tuple[int, int]:
         """(images, bytes) stored now; atomic_write's hidden temporary files are not counted."""
-        files = size = 0
-        for label in range(NUM_CLASSES):
-            try:
-                entries = os.scandir(self.root / str(label))
-            except FileNotFoundError:
-                continue
-            with entries:
-                for entry in entries:
-                    if entry.name.endswith(".png") and not entry.name.startswith(".") and entry.is_file():
-                        files += 1
-                        size += entry.stat().st_size
-        return files, size
+        sizes = [size for label in range(NUM_CLASSES) for size in self._sizes(label)]
+        return len(sizes), sum(sizes)
+
+    def counts(self) -> list[int]:
+        """The images stored now under each label 0-9."""
+        return [len(self._sizes(label)) for label in range(NUM_CLASSES)]
+
+    def _sizes(self, label: int) -> list[int]:
+        """The byte sizes of the PNGs under one label (hidden temporary files left out)."""
+        try:
+            entries = os.scandir(self.root / str(label))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        with entries:
+            return [entry.stat().st_size for entry in entries
+                    if entry.name.endswith(".png") and not entry.name.startswith(".") and entry.is_file()]
 
     def prune(self) -> list[str]:
         """Drop the rows of labels.csv whose image is no longer in the folder.

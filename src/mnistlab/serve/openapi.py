@@ -124,6 +124,47 @@ RequestLimits = create_model(
 )
 
 
+class Teaching(_Body):
+    """Whether the page's "teach it my handwriting" mode (/v1/finetune) is on, and if not, why."""
+
+    available: bool
+    reason: str | None = Field(description="why not, when it is not available")
+
+
+class LessonScores(_Body):
+    """A model's accuracy on the person's held-back drawings and on MNIST's test set."""
+
+    yours: Probability | None = Field(description="on the held-back drawings; null when too few were held back")
+    mnist: Probability = Field(description="on MNIST's 10,000 test digits")
+
+
+class LessonResult(_Body):
+    """A finished lesson: the personal model, and its parent's and its own scores."""
+
+    lesson: str = Field(description="the personal model's folder, RUN/personal/<lesson>")
+    learnt_from: int = Field(ge=0, description="drawings learnt from")
+    held_out: int = Field(ge=0, description="drawings held back to score the lesson, one in four of each digit's")
+    before: LessonScores
+    after: LessonScores
+    seconds: float = Field(ge=0, description="from the request to the new model being served")
+
+
+class Lesson(_Body):
+    """GET and POST /v1/finetune's answer: the drawings stored, and the lesson running or the last one's outcome."""
+
+    state: Literal["idle", "running", "done", "failed"]
+    samples: list[int] = Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES,
+                               description="drawings stored for each digit 0-9")
+    min_samples: int = Field(description="drawings a lesson needs, one digit drawn twice at least")
+    phase: Literal["starting", "reading", "learning", "checking", "exporting", "done", "failed"] | None = Field(
+        description="while running: what the lesson is doing (done or failed: its process is ending)")
+    progress: Probability | None = Field(description="while running: how far it is, 0 to 1")
+    eta_s: float | None = Field(description="while learning: seconds left to learn (checking follows)")
+    elapsed_s: float | None = Field(description="while running: seconds since it started")
+    result: LessonResult | None = Field(description="when done")
+    error: str | None = Field(description="when failed: why, in one line; the model served before goes on")
+
+
 class ModelInfo(_Body):
     """GET /v1/model's answer: what is serving, and what a request may cost."""
 
@@ -136,6 +177,7 @@ class ModelInfo(_Body):
     input_shape: list[int] = Field(min_length=len(INPUT_SHAPE), max_length=len(INPUT_SHAPE),
                                    description="height, width, channels of the model's input")
     limits: RequestLimits  # type: ignore[valid-type]  # made by create_model
+    teach: Teaching
     mnistlab: str = Field(description="the version of mnistlab serving")
 
 
@@ -155,10 +197,11 @@ class Error(_Body):
 # request may meet (408, 431 and 503 from the connection, 500 on a bug).
 REFUSALS = {
     400: "malformed input: no image or too many, an image that does not decode (or, to correct, shows no digit), "
-         "a bad or repeated field",
+         "a bad or repeated field; for a lesson, too few drawings stored",
     403: "a write from another site's page, or to a Host that is not a name of this server",
     408: "the body took over read_timeout_s to arrive (the limits are in GET /v1/model)",
     413: "too many bytes (max_request_bytes) or pixels (max_pixels, max_decoding_pixels)",
+    409: "a lesson is running already",
     415: "the body is neither multipart/form-data nor application/json",
     503: "busy (max_pending, max_connections), or the work took over work_timeout_s",
     507: "the corrections folder is full (max_corrections, max_correction_bytes); make room, then retry",

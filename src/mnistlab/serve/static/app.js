@@ -1,7 +1,7 @@
 // The drawing page: strokes on a canvas (or a photo) -> POST /v1/predict, or /v1/read in number
 // mode (debounced) -> the answer, its top-3 and the 28x28 images the model saw, and in number mode
-// each digit's box over the canvas; "Send correction" -> POST /v1/corrections. No libraries, no
-// build step.
+// each digit's box over the canvas; "Send correction" -> POST /v1/corrections. The teach mode is
+// teach.js's. No libraries, no build step.
 // It never shows a stale answer: any change clears the answer at once and marks it busy, and an
 // answer to an older drawing is dropped. It says nothing until there is ink worth reading: a tap
 // is never sent, and a "no_digit" answer shows no digit, confidence, top-3 or image.
@@ -35,6 +35,12 @@ const MODES = {
     canvas: "Drawing area: write a number, its digits apart, with a mouse, pen or finger",
     empty: "Write a number in the box, its digits apart, or take a photo of one.",
   },
+  teach: {
+    route: "/v1/predict",
+    title: "Teach it my handwriting",
+    canvas: "Drawing area: draw the digit asked for below, with a mouse, pen or finger",
+    empty: "Draw the digit asked for below, then save it.",
+  },
 };
 
 const $ = (id) => document.getElementById(id);
@@ -51,6 +57,9 @@ let mode = "digit";
 let timer = 0;
 let sequence = 0; // counts changes, so an answer to an older drawing is dropped
 let inflight = null;
+// What teach.js (the teach mode) follows: every change of the drawing, the mode, GET /v1/model.
+const hooks = { changed: [], mode: [], model: [] };
+let served = null; // GET /v1/model's answer, once it came (a hook added later reads it here)
 
 // -- the canvas ---------------------------------------------------------------------------------
 
@@ -148,8 +157,7 @@ function invalidate() {
 }
 
 function changed() {
-  updateCorrection();
-paint();
+  paint();
   invalidate();
   updateCorrection();
   $("correct-status").textContent = "";
@@ -356,6 +364,7 @@ function setMode(name) {
   mode = name;
   $("title").textContent = MODES[mode].title;
   canvas.setAttribute("aria-label", MODES[mode].canvas);
+  for (const hook of hooks.mode) hook(mode);
   changed();
 }
 
@@ -392,8 +401,9 @@ function withArticle(number) {
 
 // Offered for a drawing or photo in digit mode: a correction is one digit's label.
 function updateCorrection() {
-  $("correct").hidden = mode === "number" || !hasSource();
+  $("correct").hidden = mode !== "digit" || !hasSource();
   submit.disabled = !hasSource() || picker.value === "";
+  for (const hook of hooks.changed) hook();
 }
 
 picker.addEventListener("change", updateCorrection);
@@ -422,16 +432,24 @@ submit.addEventListener("click", async () => {
   }
 });
 
-fetch("/v1/model")
-  .then((response) => response.json())
-  .then((m) => {
-    $("model").textContent = `${m.run || "unnamed"} (${m.runtime})`;
-    if (m.limits && m.limits.max_request_bytes) limits.bytes = m.limits.max_request_bytes - 65536;
-    if (m.limits && m.limits.max_pixels) limits.pixels = m.limits.max_pixels;
-  })
-  .catch(() => {
-    $("model").textContent = "unknown";
-  });
+// -- the model --------------------------------------------------------------------------------
+
+function loadModel() {
+  return fetch("/v1/model")
+    .then((response) => response.json())
+    .then((m) => {
+      $("model").textContent = `${m.run || "unnamed"} (${m.runtime})`;
+      if (m.limits && m.limits.max_request_bytes) limits.bytes = m.limits.max_request_bytes - 65536;
+      if (m.limits && m.limits.max_pixels) limits.pixels = m.limits.max_pixels;
+      served = m;
+      for (const hook of hooks.model) hook(m);
+    })
+    .catch(() => {
+      $("model").textContent = "unknown";
+    });
+}
+
+loadModel();
 
 updateCorrection();
 paint();
