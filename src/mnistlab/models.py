@@ -322,18 +322,21 @@ PRESETS: dict[str, Preset] = {
     # sweep, never on MNIST test: on 20,000 images for 3 epochs, speckle took the sweep's mean
     # from 67.6 % to 76.7 % and the wider turns and blur to 78.1 %; for 4 epochs, flagged 1s
     # turned the development sets' two 1s read as 7 (99.7 % and 89 % sure) into a right answer
-    # and an unsure one. Shipped inside the package (mnistlab/reader/) as the model
+    # and an unsure one. Its last two epochs settle (augmentation at half strength, the step size
+    # restarted low): on the twenty-epoch members that took validation accuracy from 99.48 to
+    # 99.53 % and the development sets' errors from 3 to 1. Shipped inside the package (mnistlab/reader/) as the model
     # `mnistlab predict` uses when no run is named.
     "reader": Preset(
         dataclasses.replace(BEST_NETWORK, name="reader"),
         {
-            "epochs": 20,
+            "epochs": 22,
             "batch_size": 128,
             "learning_rate": 3e-3,
             "schedule": "onecycle",
             "label_smoothing": 0.1,
             "augment": 1.0,
             "augment_style": "handwriting",
+            "settle_epochs": 2,
             "extra_train": ("usps",),
             "writing_variants": ("flagged-ones",),
             "validation_split": 0.1,
