@@ -77,7 +77,7 @@ def next_steps(run: Path, marked: bool, parent: Path | None = None) -> str:
     r = shlex.quote(str(run))
     steps = [
         (f"mnistlab report {r}", "a page of its mistakes, calibration and robustness"),
-        (f"mnistlab serve {r}", "draw digits for it in the browser, at http://127.0.0.1:8000"),
+        (f"mnistlab serve {r}", "draw digits for it at http://127.0.0.1:8000, and teach it your handwriting"),
         (f"mnistlab predict {r} PHOTO.jpg", "read the digit in a photo of your own"),
     ]
     if parent is not None:
