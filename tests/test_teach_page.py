@@ -10,6 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -111,3 +112,12 @@ def test_teach_mode_learns_a_misread_style(chromium, teach_site, tmp_path):
             expect(page.locator("#answer")).to_have_attribute("aria-busy", "false")
             read += page.locator("#digit").inner_text() == str(digit)
         assert read >= 2, f"{read} of 3 new drawings of {digit} read right after the lesson"
+
+        # A lesson started elsewhere (another tab, a script): Learn follows it instead of failing.
+        page.locator("input[value=teach]").check()
+        assert httpx.post(url + "v1/finetune", timeout=60).status_code == 202
+        page.locator("#teach-learn").click()
+        expect(page.locator("#teach-progress")).to_be_visible()
+        expect(page.locator("#teach-status")).to_contain_text("Learning")
+        expect(page.locator("#teach-result")).to_be_visible(timeout=LESSON_MS)
+        expect(page.locator("#teach-status")).to_have_attribute("data-state", "done")

@@ -88,7 +88,11 @@ $("teach-learn").addEventListener("click", async () => {
   try {
     const response = await fetch("/v1/finetune", { method: "POST" });
     const body = await response.json().catch(() => ({}));
-    if (!response.ok && response.status !== 409) throw new Error(body.error || response.statusText);
+    if (response.status === 409) {
+      refreshLesson(); // one is running already (another tab's): follow that one
+      return;
+    }
+    if (!response.ok) throw new Error(body.error || response.statusText);
     followLesson(body);
   } catch (error) {
     teachStatus(`Could not start learning: ${error.message}`, "error");
