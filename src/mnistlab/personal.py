@@ -36,6 +36,11 @@ def personal_root(run: str | Path) -> Path:
     return Path(run) / PERSONAL_DIR
 
 
+def personal_name(run: str | Path, lesson: Path) -> str:
+    """What pages and GET /v1/model call a personal model: <run's folder name>/personal/<lesson>."""
+    return f"{Path(run).resolve().name}/{PERSONAL_DIR}/{lesson.name}"
+
+
 def new_lesson_path(run: str | Path) -> Path:
     """A free folder name for a lesson starting now: personal/<YYYYmmdd-HHMMSS>[-N], taken by
     neither a folder nor a progress file (a lesson that failed before its folder was made)."""

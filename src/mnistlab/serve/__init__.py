@@ -25,7 +25,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from mnistlab.errors import MnistlabError
-from mnistlab.personal import newest_personal
+from mnistlab.personal import newest_personal, personal_name
 from mnistlab.predict import DEFAULT_MIN_CONFIDENCE, load_predictor, model_name
 from mnistlab.runs import RunDir
 from mnistlab.runtimes import onnx_model
@@ -139,7 +139,7 @@ def serve(
         raise
     if corrections is None:
         corrections = READER_CORRECTIONS if run is None else RunDir(Path(run)).corrections
-    name = model_name(run) + (f"/personal/{personal.path.name}" if personal else "")
+    name = personal_name(run, personal.path) if personal else model_name(run)
     reason = ("turned off (mnistlab serve --no-teach)" if not teach else
               "the shipped reader is not taught; serve a run of your own (mnistlab train, then mnistlab serve "
               "runs/latest)" if run is None else "")

@@ -64,6 +64,7 @@ from mnistlab.data import (
     prepare_image,
 )
 from mnistlab.errors import MnistlabError
+from mnistlab.personal import personal_name
 from mnistlab.predict import Predictor
 from mnistlab.runs import ONNX_FILE
 from mnistlab.serve.corrections import CorrectionStore, StoreFull, open_store
@@ -224,7 +225,7 @@ def _add_lessons(app: FastAPI, run: Path, store: CorrectionStore, served: Served
 
     def switch(lesson: Path) -> None:
         predictor = Predictor.from_onnx(lesson / ONNX_FILE, served.model.predictor.min_confidence)
-        served.switch(Model(predictor, f"{run.name}/personal/{lesson.name}", predictor.runtime))
+        served.switch(Model(predictor, personal_name(run, lesson), predictor.runtime))
 
     lessons = Lessons(run, store, switch)
 
