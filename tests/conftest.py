@@ -33,6 +33,20 @@ def small_run(mnist, tmp_path_factory):
     return train(cfg, data=mnist)
 
 
+@pytest.fixture(scope="session")
+def onnx_run(small_run, mnist, tmp_path_factory):
+    """A copy of small_run with its model exported to model.onnx, as a run folder is served
+    fastest. Shared, so treat it as read-only: a test that writes into a run copies it first."""
+    import shutil
+
+    from mnistlab.export import export_model
+
+    run = tmp_path_factory.mktemp("onnx") / "run"
+    shutil.copytree(small_run.run.path, run)
+    export_model(run, "onnx", data=mnist)
+    return run
+
+
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright's own browser downloads are never used
 CHROMIUM_ARGS = [
     "--no-sandbox",  # CI containers run as root, where Chromium's sandbox cannot start

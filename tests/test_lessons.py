@@ -39,22 +39,11 @@ def _drawing(digit_pixels):
     return _png(255 - np.asarray(Image.fromarray(digit_pixels).resize((280, 280), Image.BILINEAR)))
 
 
-@pytest.fixture(scope="module")
-def onnx_parent(small_run, mnist, tmp_path_factory):
-    """A copy of small_run with model.onnx, as a run folder is served fastest."""
-    from mnistlab.export import export_model
-
-    run = tmp_path_factory.mktemp("lessons") / "run"
-    shutil.copytree(small_run.run.path, run)
-    export_model(run, "onnx", data=mnist)
-    return run
-
-
 @pytest.fixture
-def parent(onnx_parent, mnist, tmp_path):
-    """A fresh copy of onnx_parent with four drawings of each digit stored."""
+def parent(onnx_run, mnist, tmp_path):
+    """A fresh copy of conftest's onnx_run with four drawings of each digit stored."""
     run = tmp_path / "run"
-    shutil.copytree(onnx_parent, run)
+    shutil.copytree(onnx_run, run)
     store = CorrectionStore(run / "corrections", 10_000, 10**9)
     for digit in range(10):
         for index in np.flatnonzero(mnist.y_test == digit)[:4]:
@@ -221,17 +210,17 @@ def test_a_lesson_that_fails_says_why_and_the_model_goes_on(parent, mnist):
         assert answer.json()["predictions"][0]["digit"] == mnist.y_test[0]
 
 
-def test_a_lesson_needs_enough_drawings(onnx_parent, tmp_path):
+def test_a_lesson_needs_enough_drawings(onnx_run, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(onnx_parent, run)
+    shutil.copytree(onnx_run, run)
     with _serve(run, teach_run=run) as url, httpx.Client(base_url=url, timeout=60) as client:
         refused = client.post("/v1/finetune")
         assert refused.status_code == 400 and "needs 10 drawings" in refused.json()["error"]
         assert client.get("/v1/finetune").json()["state"] == "idle"
 
 
-def test_without_teach_there_are_no_lesson_routes(onnx_parent):
-    with _serve(onnx_parent, no_teach_reason="turned off") as url, httpx.Client(base_url=url) as client:
+def test_without_teach_there_are_no_lesson_routes(onnx_run):
+    with _serve(onnx_run, no_teach_reason="turned off") as url, httpx.Client(base_url=url) as client:
         assert client.get("/v1/model").json()["teach"] == {"available": False, "reason": "turned off"}
         for method in ("get", "post"):
             answer = getattr(client, method)("/v1/finetune")

@@ -33,14 +33,11 @@ def _png(image, path):
 
 
 @pytest.fixture
-def teach_site(small_run, mnist, tmp_path):
-    """A server over a copy of small_run (with model.onnx) whose lessons are on, and the digit of
-    the continental writer it misreads most, with every other digit's drawings already stored."""
-    from mnistlab.export import export_model
-
+def teach_site(onnx_run, tmp_path):
+    """A server over a copy of conftest's onnx_run whose lessons are on, and the digit of the
+    continental writer it misreads most, with every other digit's drawings already stored."""
     run = tmp_path / "run"
-    shutil.copytree(small_run.run.path, run)
-    export_model(run, "onnx", data=mnist)
+    shutil.copytree(onnx_run, run)
     predictor = load_predictor(run)
     misread = {d: np.mean([a.digit != d for a in predictor.predict([s.image for s in samples(WRITER, d, 10, 5)])])
                for d in range(10)}
