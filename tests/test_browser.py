@@ -48,15 +48,16 @@ def site(small_run, tmp_path_factory):
         yield url, corrections
 
 
-def _draw(page, strokes):
-    """Each stroke as a person draws it: press, move through the points, release."""
+def draw_strokes(page, strokes, steps=8):
+    """Each stroke as a person draws it: press, move through the points (in fractions of the
+    canvas) in `steps` mouse moves between each two, release."""
     box = page.locator("#canvas").bounding_box()
     for stroke in strokes:
         points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke]
         page.mouse.move(*points[0])
         page.mouse.down()
         for x, y in points[1:]:
-            page.mouse.move(x, y, steps=8)
+            page.mouse.move(x, y, steps=steps)
         page.mouse.up()
 
 
@@ -132,14 +133,14 @@ def test_draw_read_undo_clear_and_correct(chromium_page, site):
 
     for strokes, digit in ((SEVEN, "7"), (ONE, "1"), (FOUR, "4"), (ZERO, "0")):
         page.click("#clear")
-        _draw(page, strokes)
+        draw_strokes(page, strokes)
         assert _answer(page, expect) == digit, f"drew a {digit}, the page shows {page.inner_text('#answer')!r}"
         _seen_is_shown(page, expect, 1)
         expect(page.locator("#top3 li")).to_have_count(3)
         assert page.locator("#status").get_attribute("data-status") in ("ok", "unsure")
         assert page.inner_text("#confidence").endswith("%")
 
-    _draw(page, STRAY)  # the 0 crossed out ...
+    draw_strokes(page, STRAY)  # the 0 crossed out ...
     _answer(page, expect)
     page.click("#undo")  # ... and the stroke taken back
     assert _answer(page, expect) == "0"
@@ -185,7 +186,7 @@ def test_page_is_keyboard_operable(chromium_page, site):
     page = chromium_page
     page.goto(site[0])
     expect(page.locator("#correct")).to_be_hidden()  # offered once there is something to correct
-    _draw(page, SEVEN)
+    draw_strokes(page, SEVEN)
     reached = []
     for _ in range(8):
         page.keyboard.press("Tab")
@@ -255,7 +256,7 @@ def test_a_tap_or_a_no_digit_answer_shows_nothing(chromium_page, site):
     page.goto(site[0])
     sent = []
     page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/v1/predict") else None)
-    _draw(page, [[(0.5, 0.5)]])  # a single tap
+    draw_strokes(page, [[(0.5, 0.5)]])  # a single tap
     page.wait_for_timeout(400)  # past the debounce: a request would have gone by now
     _no_answer_is_shown(page, expect)
     assert sent == []
@@ -265,14 +266,14 @@ def test_a_tap_or_a_no_digit_answer_shows_nothing(chromium_page, site):
     page.route("**/v1/predict", lambda route: route.fulfill(json=no_digit))
     try:
         page.click("#clear")
-        _draw(page, SEVEN)
+        draw_strokes(page, SEVEN)
         expect(page.locator("#status")).to_have_attribute("data-status", "no_digit")
         _no_answer_is_shown(page, expect)
         assert len(sent) == 1
     finally:
         page.unroute("**/v1/predict")
     page.click("#undo")  # the 7 taken back and drawn again: a real answer comes back
-    _draw(page, SEVEN)
+    draw_strokes(page, SEVEN)
     assert _answer(page, expect) == "7"
 
 
@@ -306,7 +307,7 @@ def test_undo_never_shows_a_stale_answer(chromium_page, site):
 
     page = chromium_page
     page.goto(site[0])
-    _draw(page, ZERO + STRAY)
+    draw_strokes(page, ZERO + STRAY)
     _answer(page, expect)
     expect(page.locator("#headline")).to_be_visible()  # an answer that would go stale
     held = []
@@ -433,12 +434,12 @@ def test_number_mode_reads_a_number_and_boxes_its_digits(chromium_page, site):
     expect(page.locator("#title")).to_have_text("Write a number")
     expect(page.locator("#correct")).to_be_hidden()
 
-    _draw(page, [[(0.5, 0.5)]])  # a single tap
+    draw_strokes(page, [[(0.5, 0.5)]])  # a single tap
     _nothing_is_shown(page, expect, "no_digit")
     assert sent == []
 
     page.click("#clear")
-    _draw(page, _placed(ONE, -0.05, 0.15, 0.7) + _placed(SEVEN, 0.35, 0.15, 0.7))
+    draw_strokes(page, _placed(ONE, -0.05, 0.15, 0.7) + _placed(SEVEN, 0.35, 0.15, 0.7))
     assert _answer(page, expect) == "17", f"the page shows {page.inner_text('#answer')!r}"
     assert sent and set(sent) == {"read"}
     boxes = page.locator("#boxes .box")

@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from test_browser import draw_strokes
 
 from mnistlab.predict import load_predictor
 from mnistlab.serve import create_app, running
@@ -53,15 +54,8 @@ def teach_site(onnx_run, tmp_path):
 
 
 def _draw(page, strokes):
-    """Strokes in canvas pixels, drawn with the mouse at the canvas's CSS size."""
-    box = page.locator("#canvas").bounding_box()
-    for stroke in strokes:
-        points = [(box["x"] + x / SIZE * box["width"], box["y"] + y / SIZE * box["height"]) for x, y in stroke]
-        page.mouse.move(*points[0])
-        page.mouse.down()
-        for x, y in points[1:]:
-            page.mouse.move(x, y, steps=2)
-        page.mouse.up()
+    """A writer's strokes (canvas pixels, points a few pixels apart) drawn with the mouse."""
+    draw_strokes(page, [[(x / SIZE, y / SIZE) for x, y in stroke] for stroke in strokes], steps=2)
 
 
 def test_teach_mode_learns_a_misread_style(chromium, teach_site, tmp_path):
