@@ -21,6 +21,7 @@ MAX_LINES = 500  # past this a module is usually doing two jobs (STYLE.md, "The 
 # import each other freely, without circles.
 LAYERS = (
     ("mnistlab.errors", "mnistlab.files", "mnistlab.version"),
+    ("mnistlab.backends",),
     ("mnistlab.modelfile",),
     ("mnistlab.config",),
     ("mnistlab.data",),

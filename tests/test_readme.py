@@ -31,7 +31,7 @@ TINY = {
     "serve": ["--port", "0"],
 }
 # The install line: the environment this runs in is the one it makes (.ci/run makes it).
-INSTALL = "python3 -m venv .venv && . .venv/bin/activate && pip install -e ."
+INSTALL = 'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[tensorflow]"'
 
 
 def _blocks(path: Path, language: str) -> list[str]:
@@ -46,7 +46,7 @@ def _commands(path: Path) -> list[str]:
 
 def test_readme_starts_with_the_two_commands():
     first, second, *_ = _blocks(README, "sh")
-    assert first.strip().startswith("python3 -m venv .venv && . .venv/bin/activate && pip install -e .")
+    assert first.strip().startswith(INSTALL)
     assert first.strip().endswith("&& mnistlab train")
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
     assert second.strip() == ci, "the README's test command is what .ci/run runs"

@@ -2,13 +2,18 @@
 
     mnistlab train            # the default preset on verified MNIST, writes runs/<name>/
 
-The backend is TensorFlow (see docs/explanation/tensorflow.md); it is chosen here, before any module
-imports Keras, and a user's own KERAS_BACKEND still wins.
+Keras's backend (TensorFlow, JAX or PyTorch) is chosen here, before any module imports Keras:
+the user's KERAS_BACKEND, else Keras's config file, else the first one installed (see
+mnistlab.backends and docs/explanation/backends.md).
 """
 
 import os
+import sys
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+from mnistlab import backends
+
+if "keras" not in sys.modules:  # else Keras runs on the backend it was imported with
+    backends.select()
 # TensorFlow's C++ log is noise for a CLI user: CPU-feature notes at start-up and, with
 # tensorflow-cpu 2.21, an E-level "NodeDef mentions attribute use_unbounded_threadpool" line on
 # every fit. Real failures still raise Python exceptions. Set TF_CPP_MIN_LOG_LEVEL=0 to see it.

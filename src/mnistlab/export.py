@@ -3,7 +3,10 @@
     mnistlab export runs/<name>                 # runs/<name>/model.onnx, with its parity figures
     python -c "from mnistlab import Predictor; print(Predictor.from_onnx('runs/<name>/model.onnx').predict(['7.png']))"
 
-ONNX goes through Keras's own `model.export(format="onnx")` (tf2onnx underneath on TensorFlow).
+ONNX goes through Keras's own `model.export(format="onnx")`, on each backend by its own route:
+tf2onnx on TensorFlow, jax2onnx on JAX, torch.onnx (with onnxscript) on PyTorch; each lands in
+the same file, checked the same way. A SavedModel needs TensorFlow installed, and Keras writes
+one from TensorFlow or JAX only.
 The file takes `image`, float32 (N, 28, 28, 1) in [0, 1] as mnistlab.data.preprocess_images
 makes it, and gives `probabilities`, float32 (N, 10); its metadata carries the classes, the
 preprocessing version and the run's temperature, so it can be used without the run folder.
@@ -16,6 +19,7 @@ their interface: INPUT_NAME, OUTPUT_NAME, CLASSES.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import time
@@ -25,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab import backends
 from mnistlab.data import INPUT_SHAPE, PREPROCESSING_VERSION, load_mnist
 from mnistlab.errors import MnistlabError
 from mnistlab.files import atomic_path, atomic_write_json
@@ -34,6 +39,10 @@ from mnistlab.runtimes import CLASSES, INPUT_NAME, OUTPUT_NAME, ExportError, Onn
 from mnistlab.version import __version__
 
 FORMATS = ("onnx", "keras", "savedmodel")
+# What Keras's ONNX export imports on each backend (installed by that backend's extra).
+ONNX_CONVERTERS = {"tensorflow": "tf2onnx", "jax": "jax2onnx", "torch": "onnxscript"}
+# Where Keras writes a SavedModel: its PyTorch route fails on our signature (Keras 3.15).
+SAVEDMODEL_BACKENDS = ("tensorflow", "jax")
 SAVEDMODEL_METADATA_FILE = "mnistlab.json"  # in a SavedModel folder: metadata(run); TensorFlow ignores it
 
 # Pinned so an export does not change with tf2onnx's default; onnxruntime reads opset 17 since
@@ -97,13 +106,19 @@ def _input_spec() -> Any:
     return keras.InputSpec(shape=(None, *INPUT_SHAPE), dtype="float32", name=INPUT_NAME)
 
 
+def _needs(module: str, why: str) -> None:
+    """Raise ExportError naming the install line when `module` (which Keras imports only inside
+    its export) is missing."""
+    if importlib.util.find_spec(module) is None:
+        extra = backends.EXTRAS[backends.current()]
+        raise ExportError(f"{why} needs {module}, which is not installed: pip install \"{extra}\".")
+
+
 def _convert_onnx(model: Any, temp: Path, props: dict[str, str]) -> None:
     """Keras's ONNX export to `temp`, then our names and metadata written into the same file."""
-    try:
-        import onnx
-        import tf2onnx  # noqa: F401  (Keras imports it only inside export; fail here with the fix)
-    except ImportError:
-        raise ExportError("ONNX export needs onnx and tf2onnx: pip install onnx tf2onnx.") from None
+    import onnx
+
+    _needs(ONNX_CONVERTERS[backends.current()], f"ONNX export on the {backends.current()} backend")
     spec = _input_spec()
     with warnings.catch_warnings():
         # Keras patches tf2onnx for NumPy 2 and trips NumPy's np.object FutureWarning doing so.
@@ -129,6 +144,10 @@ def _write(fmt: str, run: Any, model: Any, temp: Path) -> Any:
     if fmt == "keras":
         shutil.copyfile(run.model, temp)
         return keras.saving.load_model(temp, compile=False, safe_mode=True)
+    if backends.current() not in SAVEDMODEL_BACKENDS:
+        raise backends.unsupported("export --format savedmodel", SAVEDMODEL_BACKENDS, "use --format onnx, which "
+                                   "TensorFlow Serving's users can also run with onnxruntime, or --backend jax")
+    _needs("tensorflow", "export --format savedmodel")
     model.export(str(temp), format="tf_saved_model", verbose=False, input_signature=[_input_spec()])
     atomic_write_json(temp / SAVEDMODEL_METADATA_FILE, metadata(run))
     return SavedModel(temp)

@@ -27,6 +27,8 @@ from typing import Any
 
 import filelock
 
+from mnistlab import backends
+from mnistlab.backends import DISTRIBUTIONS
 from mnistlab.config import Config, config_from_dict, read_config_file, write_config
 from mnistlab.errors import MnistlabError
 from mnistlab.files import atomic_path, atomic_write, is_temporary, temporary_path
@@ -69,7 +71,7 @@ def save_model_atomic(model: Any, path: Path) -> None:
 def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     """Versions of Python and of the libraries that decide a run's numbers (installed ones only)."""
     versions = {"python": platform.python_version()}
-    for dist in ("mnistlab", "keras", "tensorflow", "tensorflow-cpu", "numpy", *extra):
+    for dist in ("mnistlab", "keras", *DISTRIBUTIONS[backends.current()], "numpy", *extra):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

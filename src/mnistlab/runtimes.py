@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mnistlab.backends import import_keras
 from mnistlab.calibrate import recorded_temperature
 from mnistlab.data import INPUT_SHAPE, NUM_CLASSES
 from mnistlab.errors import MnistlabError
@@ -171,26 +171,6 @@ class SavedModel:
         return np.concatenate([serve(x[k : k + batch_size]).numpy() for k in range(0, len(x), batch_size)])
 
 
-def import_keras_quietly() -> None:
-    """Import Keras with TensorFlow's start-up notes (printed by C++ straight to fd 2) hidden.
-
-    TensorFlow 2.21 prints its oneDNN notice before its logging starts, so TF_CPP_MIN_LOG_LEVEL
-    cannot hide it; an exception from the import still reaches the user, after stderr is back.
-    """
-    if "keras" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def load_keras(run: str | os.PathLike) -> tuple[Any, float]:
     """A run folder's Keras model (safe mode) and the temperature fitted at training.
 
@@ -201,7 +181,7 @@ def load_keras(run: str | os.PathLike) -> tuple[Any, float]:
     """
     folder = RunDir.open(run)
     temperature = recorded_temperature(folder.read_metrics(), folder.metrics)
-    import_keras_quietly()
+    import_keras()
     model = folder.load_model()
     shapes = (getattr(model, "input_shape", None), getattr(model, "output_shape", None))
     if not takes_mnist(*shapes):

@@ -18,20 +18,28 @@ import os
 import signal
 import sys
 
+from mnistlab import backends
+from mnistlab.backends import import_keras
 from mnistlab.cli.commands import COMMANDS, KERAS_COMMANDS
-from mnistlab.cli.flags import build_parser, config_from_args
+from mnistlab.cli.flags import backend_option, build_parser, config_from_args
 from mnistlab.errors import MnistlabError
-from mnistlab.runtimes import import_keras_quietly
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
-    if args.command in KERAS_COMMANDS:  # predict, read, serve: only for a run without model.onnx
-        import_keras_quietly()
     try:
+        # --backend first, anywhere on the line: the parser itself imports Keras for the presets.
+        chosen, argv = backend_option(argv)
+        backends.select(chosen)
+    except MnistlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    args = build_parser(argv).parse_args(argv)
+    try:
+        if args.command in KERAS_COMMANDS:  # predict, read, serve: only for a run without model.onnx
+            import_keras()
         status = COMMANDS[args.command](args)
         sys.stdout.flush()  # here, where a closed pipe is caught, rather than at exit
         return status

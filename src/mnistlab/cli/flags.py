@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 from typing import Any
 
+from mnistlab.backends import BACKENDS, BackendError, import_keras
 from mnistlab.cli.helptext import FIELD_HELP, field_help, field_metavar
 from mnistlab.config import (
     DEFAULT_PRESET,
@@ -25,7 +26,6 @@ from mnistlab.config import (
     resolve_config,
 )
 from mnistlab.errors import MnistlabError
-from mnistlab.runtimes import import_keras_quietly
 from mnistlab.version import __version__
 
 # Fields that have their own flag or make no sense as one.
@@ -59,6 +59,26 @@ def _field_flags(group: argparse._ArgumentGroup, cls: type, skip: set[str], pref
                                help=text)
 
 
+def backend_option(argv: list[str]) -> tuple[str | None, list[str]]:
+    """The --backend given anywhere on the command line (None: not given), and the line without
+    it. Read before the full parse, which imports Keras (the presets), and Keras reads its backend
+    once, at that import.
+
+    Raises:
+        BackendError: --backend without a name.
+    """
+    early = argparse.ArgumentParser(add_help=False, exit_on_error=False, allow_abbrev=False)
+    early.add_argument("--backend")
+    try:
+        known, rest = early.parse_known_args(argv)
+    except argparse.ArgumentError:
+        raise BackendError(f"--backend needs a name: {', '.join(BACKENDS)}.") from None
+    if known.backend is None:
+        return None, argv
+    # What parse_known_args leaves, in order: everything but "--backend NAME" / "--backend=NAME".
+    return known.backend, rest
+
+
 def _early_options(argv: list[str]) -> argparse.Namespace:
     """--model and --config, read before the full parse so that --help can show the defaults they
     lead to; None where they cannot be read (the full parse then says why)."""
@@ -81,7 +101,7 @@ def help_config(command: str, model: str | None = None, config: str | None = Non
         if command == "finetune":
             tables = {k: v for k, v in (read_config_file(config) if config else {}).items() if k != "model"}
             return resolve_config(ModelConfig(), tables, None, None, FINETUNE_TRAIN, {})
-        import_keras_quietly()  # the presets live beside the model builders
+        import_keras()  # the presets live beside the model builders
         if command == "tune" and not model and not config:
             from mnistlab.tune import TUNE_PRESET
 
@@ -105,6 +125,9 @@ def _help_configs(argv: list[str] | None) -> dict[str, tuple[Config | None, str]
         if cfg is None:  # a --model or --config that cannot be used: the full parse says why
             options = argparse.Namespace(model=None, config=None)
             cfg = help_config(name)
+        if cfg is None:  # no Keras to build the presets with: the command itself says why
+            found[name] = (None, "")
+            continue
         if name == "finetune":
             source = "a fine-tune's, the architecture being RUN's"
         else:
@@ -167,6 +190,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         prog="mnistlab", description="Develop, fine-tune and use handwritten-digit recognizers."
     )
     parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="Keras backend to compute on, for every command (default: KERAS_BACKEND, else Keras's "
+                             "config file, else the first installed of " + ", ".join(BACKENDS) + ")")
     sub = parser.add_subparsers(dest="command", required=True)
 
     cfg, source = configs["train"]

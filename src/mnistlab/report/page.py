@@ -168,9 +168,14 @@ def _headline_html(report: dict[str, Any]) -> str:
     same = {True: "same as at training", False: "NOT the data of training", None: "not recorded at training"}
     cards.append(_card("test data sha256", h["data_sha256"]["x_test"][:12] + "…", same[h["data_matches_run"]]))
     v = h["versions"] or h["versions_now"]
-    backend = v.get("tensorflow-cpu") or v.get("tensorflow")
+    machine = h.get("machine") or {}
+    # Runs from before the backend was recorded trained on TensorFlow, the only one then.
+    backend = machine.get("backend") or ("tensorflow" if v.get("tensorflow-cpu") or v.get("tensorflow") else None)
+    version = {"tensorflow": v.get("tensorflow-cpu") or v.get("tensorflow"), "jax": v.get("jax"),
+               "torch": v.get("torch")}.get(backend or "")
+    on = f" on {machine['device']}" if machine.get("device") else ""
     cards.append(_card("trained with", f"Keras {v.get('keras', '?')}",
-                       f"TensorFlow {backend}, Python {v.get('python', '?')}" if backend else ""))
+                       f"{backend} {version or '?'}{on}, Python {v.get('python', '?')}" if backend else ""))
     items = "".join(f"<li>{_e(t)}</li>" for t in report["takeaways"])
     return (f'<section id="headline"><div class="cards">{"".join(cards)}</div>\n'
             f'<h2>What the numbers say</h2><ul class="takeaways">{items}</ul></section>')

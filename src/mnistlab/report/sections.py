@@ -253,4 +253,5 @@ def headline_section(run: RunDir, metrics: dict[str, Any], config: dict[str, Any
         "finished": metrics.get("finished"),
         "versions": metrics.get("versions", {}),
         "versions_now": library_versions(("matplotlib", "scipy")),
+        "machine": metrics.get("machine", {}),  # its backend and device: runs before 0.1 lack them
     }

@@ -21,6 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from mnistlab import backends
 from mnistlab.calibrate import calibrate
 from mnistlab.config import MAX_SEED, Config, TrainConfig
 from mnistlab.data import MnistArrays, load_mnist
@@ -188,8 +189,7 @@ def train(
             # single-device copy is scored, saved and returned, as Keras 3.15's predict_on_batch
             # under a MirroredStrategy gives every replica's output for the whole batch.
             if t.verbose:
-                names = [d.rsplit("/", 1)[-1] for d in strategy.extended.worker_devices]  # device:CPU:0, ...
-                print(f"data-parallel over {t.devices} devices: {', '.join(names)}", flush=True)
+                print(f"data-parallel over {t.devices} devices: {', '.join(strategy.names)}", flush=True)
             with strategy.scope():
                 given = copy_model(model) if model is not None else None  # loaded outside the scope
                 fitted = _fit_run(run, resuming, cfg, data, callbacks, given, replay)
@@ -396,7 +396,7 @@ def _finish(
         "seed": t.seed,
         "data": {"source": data.source, "sha256": data.checksums()},
         "versions": library_versions(),
-        "machine": machine_info(),
+        "machine": {**machine_info(), "backend": backends.current(), "device": backends.device()},
         "command": command_line(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

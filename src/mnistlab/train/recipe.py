@@ -297,6 +297,16 @@ def settle_callbacks(trainer: keras.Model, phase: Phase, first_epoch: int, verbo
     return [Settle(layers[0], first_epoch + phase.epochs - phase.settle_epochs, verbose)]
 
 
+def steps_per_execution(t: TrainConfig) -> int:
+    """The steps per call into the compiled graph that this backend and device count can run.
+
+    Keras 3.15's multi-step loop fails on a distributed iterator ("You must feed a value for
+    placeholder tensor"; keras-team/keras#19246), and its PyTorch trainer runs one step a call
+    ("steps_per_execution must be 1 with the PyTorch backend"): one step per call there.
+    """
+    return 1 if t.devices > 1 or keras.backend.backend() == "torch" else t.steps_per_execution
+
+
 def compile_phase(model: keras.Model, phase: Phase, t: TrainConfig, steps_per_epoch: int) -> keras.Model:
     """Set which layers learn in one phase and compile what fit() trains: the model, or with
     augmentation a wrapper around it (the saved model is the bare network).
@@ -325,8 +335,6 @@ def compile_phase(model: keras.Model, phase: Phase, t: TrainConfig, steps_per_ep
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
         metrics=["accuracy"],
-        # Keras 3.15's multi-step loop fails on a distributed iterator ("You must feed a value for
-        # placeholder tensor"; keras-team/keras#19246), so with devices > 1 it is one step per call.
-        steps_per_execution=t.steps_per_execution if t.devices == 1 else 1,
+        steps_per_execution=steps_per_execution(t),
     )
     return trainer
