@@ -32,7 +32,7 @@ LAYERS = (
     ("mnistlab.finetune", "mnistlab.predict"),
     ("mnistlab.export",),
     ("mnistlab.report", "mnistlab.serve", "mnistlab.teach", "mnistlab.tune"),
-    ("mnistlab.cli",),
+    ("mnistlab.api", "mnistlab.cli"),
     ("mnistlab",),  # the package's own __init__: the Python API, on top of everything
 )
 

@@ -345,8 +345,11 @@ def _fit_phase(
             trainer.set_weights(restored.best_weights)  # as EarlyStopping would have at the end
         return _PhaseFit(done, val_accuracy, 0)
     stopping = [ResumedEarlyStopping(t.patience, val_accuracy, restored.best_weights)] if t.patience > 0 else []
-    # A progress bar redrawn with \r floods a log file; one line per epoch reads better there.
-    fit_verbose = 2 if t.verbose == 1 and not sys.stdout.isatty() else t.verbose
+    # A progress bar redrawn with \r floods a log file; one line per epoch reads better there. A
+    # Jupyter kernel's stdout is no terminal, but a notebook redraws the bar in place; Keras's own
+    # Progbar tells a kernel the same way (keras/src/utils/progbar.py, _dynamic_display).
+    interactive = sys.stdout.isatty() or "ipykernel" in sys.modules
+    fit_verbose = 2 if t.verbose == 1 and not interactive else t.verbose
     history = trainer.fit(
         **inputs.fit_args,
         validation_data=inputs.validation,
