@@ -170,10 +170,25 @@ def test_backend_flag_and_environment(monkeypatch):
     monkeypatch.setattr(backends, "_USER_CHOICE", "jax")
     with pytest.raises(BackendError, match="disagrees with KERAS_BACKEND=jax"):
         backends.select("torch")
-    # This process runs TensorFlow already: switching is refused, not half done.
+    # Once Keras runs on TensorFlow (as in this process), switching is refused, not half done.
+    import keras
+
+    assert keras.backend.backend() == "tensorflow"
     monkeypatch.setattr(backends, "_USER_CHOICE", None)
     with pytest.raises(BackendError, match="already running on tensorflow"):
         backends.select("jax")
+
+
+def test_keras_config_file_is_followed_only_to_an_installed_backend(monkeypatch, tmp_path):
+    (tmp_path / "keras.json").write_text('{"backend": "jax"}')  # what a user who chose JAX wrote
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(backends, "_USER_CHOICE", None)
+    monkeypatch.setattr(backends, "_INHERITED", None)
+    assert backends.default() == "jax"
+    # Keras writes "tensorflow" there at its first import: on a machine without it, the first installed.
+    (tmp_path / "keras.json").write_text('{"backend": "tensorflow"}')
+    monkeypatch.setattr(backends, "installed", lambda name: name == "torch")
+    assert backends.default() == "torch"
 
 
 def test_a_backend_that_is_not_installed_is_one_line(tmp_path):

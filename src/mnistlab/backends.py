@@ -6,8 +6,8 @@ imported (Keras reads KERAS_BACKEND once, at its import, and cannot switch after
 The choice, most binding first: KERAS_BACKEND set by the user; `--backend` (select, called by the
 CLI before any command runs; it must agree with KERAS_BACKEND when both are set); the backend of
 the mnistlab process that started this one; the "backend" of Keras's own config file
-(~/.keras/keras.json, KERAS_HOME); else the first of BACKENDS that is installed, so
-`pip install "mnistlab[jax]"` alone trains on JAX. Nothing here imports a backend:
+(~/.keras/keras.json, KERAS_HOME) if that one is installed; else the first of BACKENDS that is
+installed, so `pip install "mnistlab[jax]"` alone trains on JAX. Nothing here imports a backend:
 finding one costs a look at sys.path (importlib.util.find_spec), not an import.
 """
 
@@ -55,13 +55,17 @@ def installed(backend: str) -> bool:
 
 
 def _configured() -> str | None:
-    """The backend Keras's own config file names, if it exists and names one of ours."""
+    """The backend Keras's own config file names, if it names one of ours that is installed.
+
+    Keras writes that file at its first import, saying "tensorflow" unless someone edited it, so
+    on a machine without TensorFlow it says nothing worth following.
+    """
     home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
     try:
         backend = json.loads((home / "keras.json").read_text()).get("backend")
     except (OSError, ValueError, AttributeError):
         return None
-    return backend if backend in BACKENDS else None
+    return backend if backend in BACKENDS and installed(backend) else None
 
 
 def default() -> str:

@@ -106,11 +106,11 @@ def _input_spec() -> Any:
     return keras.InputSpec(shape=(None, *INPUT_SHAPE), dtype="float32", name=INPUT_NAME)
 
 
-def _needs(module: str, why: str) -> None:
-    """Raise ExportError naming the install line when `module` (which Keras imports only inside
-    its export) is missing."""
+def _needs(module: str, why: str, backend: str | None = None) -> None:
+    """Raise ExportError naming the install line (the extra of `backend`, else of the current one)
+    when `module` (which Keras imports only inside its export) is missing."""
     if importlib.util.find_spec(module) is None:
-        extra = backends.EXTRAS[backends.current()]
+        extra = backends.EXTRAS[backend or backends.current()]
         raise ExportError(f"{why} needs {module}, which is not installed: pip install \"{extra}\".")
 
 
@@ -147,7 +147,7 @@ def _write(fmt: str, run: Any, model: Any, temp: Path) -> Any:
     if backends.current() not in SAVEDMODEL_BACKENDS:
         raise backends.unsupported("export --format savedmodel", SAVEDMODEL_BACKENDS, "use --format onnx, which "
                                    "TensorFlow Serving's users can also run with onnxruntime, or --backend jax")
-    _needs("tensorflow", "export --format savedmodel")
+    _needs("tensorflow", "export --format savedmodel", "tensorflow")
     model.export(str(temp), format="tf_saved_model", verbose=False, input_signature=[_input_spec()])
     atomic_write_json(temp / SAVEDMODEL_METADATA_FILE, metadata(run))
     return SavedModel(temp)
