@@ -23,7 +23,8 @@ machine's cores; the parent only collects and prints. Per backend:
 - import time of `import keras` and `import mnistlab.train` in a fresh interpreter (the import
   alone, the interpreter's start not counted; median of 3);
 - install size: the files importlib.metadata lists for the backend's distributions (DISTRIBUTIONS),
-  the CUDA libraries (nvidia-*, shared by all three) counted apart.
+  the CUDA libraries (nvidia-*, shared by all three) counted apart; and the whole extra
+  (`mnistlab[jax]`, ...) with everything it pulls in beyond mnistlab's own dependencies.
 
 --quick is a smoke run: one seed, 2,000 training images everywhere, one import timing. A backend
 that fails in its child is reported in the table with its error and the others still run.
@@ -36,12 +37,14 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import traceback
 from collections.abc import Callable
 from importlib import metadata
@@ -272,6 +275,48 @@ def installed_mb(dist_names: list[str] | tuple[str, ...]) -> dict[str, float]:
     return sizes
 
 
+def _requirements(dist: str, extras: tuple[str, ...] = ()) -> list[tuple[str, tuple[str, ...]]]:
+    """(name, extras) of what an installed distribution requires here, with `extras` asked for."""
+    from packaging.requirements import Requirement
+
+    try:
+        listed = metadata.distribution(dist).requires or []
+    except metadata.PackageNotFoundError:
+        return []
+    found = []
+    for text in listed:
+        req = Requirement(text)
+        wanted = req.marker is None or any(req.marker.evaluate({"extra": e}) for e in ("", *extras))
+        if wanted and (req.marker is None or "extra" not in str(req.marker) or extras):
+            found.append((req.name, tuple(req.extras)))
+    return found
+
+
+def _closure(roots: list[tuple[str, tuple[str, ...]]]) -> set[str]:
+    """Every installed distribution that `roots` pull in, themselves included (normalised names)."""
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        name, extras = stack.pop()
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key not in seen:
+            seen.add(key)
+            stack.extend(_requirements(name, extras))
+    return seen
+
+
+def extra_mb(backend: str) -> float:
+    """MB on disk of everything the backend's extra adds to mnistlab's own dependencies (as
+    pyproject.toml lists them): the backend, its converter and all they pull in."""
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    base = _closure([(r.name, tuple(r.extras)) for r in map(Requirement, project["dependencies"])])
+    extra = [Requirement(r) for r in project["optional-dependencies"][backend]]
+    added = _closure([(r.name, tuple(r.extras)) for r in extra if r.marker is None or r.marker.evaluate()]) - base
+    return round(sum(installed_mb(sorted(added)).values()), 1)
+
+
 def cuda_libraries_mb() -> dict[str, float]:
     names = sorted({d.metadata["Name"] for d in metadata.distributions()
                     if (d.metadata["Name"] or "").lower().startswith("nvidia-")})
@@ -322,6 +367,7 @@ def measure(backend: str, args: argparse.Namespace, out: Path) -> dict[str, Any]
     result = run_child(backend, args, out)
     result["import_s"] = imports
     result["install_mb"] = installed_mb(DISTRIBUTIONS[backend])
+    result["extra_mb"] = extra_mb(backend)
     return result
 
 
@@ -372,6 +418,8 @@ def cells(r: dict[str, Any], best_full: bool) -> dict[str, str]:
     sizes = r.get("install_mb")
     column["install (MB)"] = (f"{sum(sizes.values()):,.0f}: " + " + ".join(f"{k} {v:,.0f}" for k, v in sizes.items())
                               if sizes else "—")
+    column["install: the extra with all it pulls in (MB)"] = (
+        f"{r['extra_mb']:,.0f}" if "extra_mb" in r else "—")
     return {name: text.replace("|", "/") for name, text in column.items()}
 
 
