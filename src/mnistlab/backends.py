@@ -28,7 +28,6 @@ from mnistlab.errors import MnistlabError
 BACKENDS = ("tensorflow", "jax", "torch")
 # What `pip install` gets each one with (the extras in pyproject.toml).
 EXTRAS = {"tensorflow": "mnistlab[tensorflow]", "jax": "mnistlab[jax]", "torch": "mnistlab[torch]"}
-_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 # The distributions whose versions decide a backend's numbers (metrics.json's "versions").
 DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax", "jaxlib"), "torch": ("torch",)}
 
@@ -47,9 +46,9 @@ class BackendError(MnistlabError):
 
 
 def installed(backend: str) -> bool:
-    """Is this backend's framework importable here (without importing it)?"""
+    """Is this backend's framework (a module of the same name) importable here, without importing it?"""
     try:
-        return importlib.util.find_spec(_MODULES[backend]) is not None
+        return importlib.util.find_spec(backend) is not None
     except (ValueError, ImportError):  # a module half-removed from sys.modules, a broken namespace
         return False
 
