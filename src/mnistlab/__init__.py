@@ -35,7 +35,6 @@ __all__ = ["Prediction", "Predictor", "Reading", "Run", "__version__", "predict"
 # and mock paths through it still work. Module classes: docs.python.org/3/reference/datamodel.html
 # ("Customizing module attribute access").
 import inspect  # noqa: E402
-import sys  # noqa: E402
 import types  # noqa: E402
 
 

@@ -205,12 +205,15 @@ class Run:
         found = {"run": str(self.path), "model": f"{model} ({m['params']:,} parameters)" if "params" in m else model}
         if "test_accuracy" in m:
             found["test accuracy"] = f"{m['test_accuracy'] * 100:.2f} % on {m.get('test_images', 0):,} images"
+        trained = []
         if "epochs_run" in m:
             n = m["epochs_run"]
-            found["trained"] = f"{n} epoch{'' if n == 1 else 's'}, {m['train_seconds']:.0f} s"
+            trained.append(f"{n} epoch{'' if n == 1 else 's'}, {m['train_seconds']:.0f} s")
         machine = m.get("machine", {})
         if machine.get("backend"):
-            found["trained"] = found.get("trained", "") + f" on {machine['backend']}, {machine.get('device', '?')}"
+            trained.append(f"on {machine['backend']}, {machine.get('device', '?')}")
+        if trained:
+            found["trained"] = " ".join(trained)
         return found
 
     def __fspath__(self) -> str:

@@ -70,9 +70,8 @@ def _configured() -> str | None:
 def default() -> str:
     """The backend this process will use if nothing else chooses: see the module docstring.
     TensorFlow when none is installed, so the error names what to install (see require)."""
-    if _USER_CHOICE or _INHERITED:
-        return _USER_CHOICE or _INHERITED
-    return _configured() or next((b for b in BACKENDS if installed(b)), BACKENDS[0])
+    return (_USER_CHOICE or _INHERITED or _configured()
+            or next((b for b in BACKENDS if installed(b)), BACKENDS[0]))
 
 
 def _check_name(backend: str) -> None:
@@ -93,11 +92,9 @@ def select(backend: str | None = None) -> str:
             raise BackendError(f"--backend {backend} disagrees with KERAS_BACKEND={_USER_CHOICE} in the environment; "
                                "unset one of them.")
     chosen = backend or default()
-    if "keras" in sys.modules:
-        current = sys.modules["keras"].backend.backend()
-        if current != chosen:
-            raise BackendError(f"Keras is already running on {current} in this process; choose {chosen} before "
-                               "anything imports Keras (a new process, or mnistlab.backends.select first).")
+    if "keras" in sys.modules and current() != chosen:
+        raise BackendError(f"Keras is already running on {current()} in this process; choose {chosen} before "
+                           "anything imports Keras (a new process, or mnistlab.backends.select first).")
     os.environ["KERAS_BACKEND"] = os.environ[MARK] = chosen
     return chosen
 

@@ -71,7 +71,7 @@ def save_model_atomic(model: Any, path: Path) -> None:
 def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     """Versions of Python and of the libraries that decide a run's numbers (installed ones only)."""
     versions = {"python": platform.python_version()}
-    for dist in ("mnistlab", "keras", *DISTRIBUTIONS[backends.current()], "numpy", *extra):
+    for dist in ("mnistlab", "keras", *DISTRIBUTIONS.get(backends.current(), ()), "numpy", *extra):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

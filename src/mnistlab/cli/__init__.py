@@ -19,7 +19,6 @@ import signal
 import sys
 
 from mnistlab import backends
-from mnistlab.backends import import_keras
 from mnistlab.cli.commands import COMMANDS, KERAS_COMMANDS
 from mnistlab.cli.flags import backend_option, build_parser, config_from_args
 from mnistlab.errors import MnistlabError
@@ -39,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     try:
         if args.command in KERAS_COMMANDS:  # predict, read, serve: only for a run without model.onnx
-            import_keras()
+            backends.import_keras()
         status = COMMANDS[args.command](args)
         sys.stdout.flush()  # here, where a closed pipe is caught, rather than at exit
         return status

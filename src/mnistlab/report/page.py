@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab.backends import DISTRIBUTIONS
 from mnistlab.data import IMAGE_SIZE
 from mnistlab.report.figures import (
     DPI,
@@ -170,9 +171,9 @@ def _headline_html(report: dict[str, Any]) -> str:
     v = h["versions"] or h["versions_now"]
     machine = h.get("machine") or {}
     # Runs from before the backend was recorded trained on TensorFlow, the only one then.
-    backend = machine.get("backend") or ("tensorflow" if v.get("tensorflow-cpu") or v.get("tensorflow") else None)
-    version = {"tensorflow": v.get("tensorflow-cpu") or v.get("tensorflow"), "jax": v.get("jax"),
-               "torch": v.get("torch")}.get(backend or "")
+    recorded_tf = any(d in v for d in DISTRIBUTIONS["tensorflow"])
+    backend = machine.get("backend") or ("tensorflow" if recorded_tf else None)
+    version = next((v[d] for d in DISTRIBUTIONS.get(backend or "", ()) if d in v), None)
     on = f" on {machine['device']}" if machine.get("device") else ""
     cards.append(_card("trained with", f"Keras {v.get('keras', '?')}",
                        f"{backend} {version or '?'}{on}, Python {v.get('python', '?')}" if backend else ""))
