@@ -54,9 +54,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header, timed  # noqa: E402
 
+from mnistlab.backends import BACKENDS  # noqa: E402
 from mnistlab.runs import machine_info  # noqa: E402
 
-BACKENDS = ("tensorflow", "jax", "torch")
 # What each backend adds to an install: the backend and the package that exports its models to ONNX.
 # TensorFlow is one of its two distributions (tensorflow-cpu here); the jax-cuda plugins are JAX's own.
 DISTRIBUTIONS = {

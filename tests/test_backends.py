@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_lessons import serve_command
 
 from mnistlab import backends
 from mnistlab.backends import BackendError
@@ -75,12 +76,12 @@ def test_evaluate_predict_and_a_served_round_trip(trained, mnist, tmp_path):
 
     import httpx
 
-    with _served(backend, run) as url:
-        response = httpx.post(f"{url}/v1/predict", files={"file": ("seven.png", image.read_bytes(), "image/png")},
+    with serve_command("--backend", backend, "serve", str(run), "--no-teach") as (url, _):
+        response = httpx.post(f"{url}v1/predict", files={"file": ("seven.png", image.read_bytes(), "image/png")},
                               timeout=60)
         assert response.status_code == 200, response.text
         served = response.json()["predictions"][0]
-        model = httpx.get(f"{url}/v1/model", timeout=60).json()
+        model = httpx.get(f"{url}v1/model", timeout=60).json()
     assert served["digit"] == answer["digit"] and served["confidence"] == pytest.approx(answer["confidence"], abs=1e-4)
     assert model["runtime"] == "keras"  # no model.onnx: the backend itself answered
 
@@ -208,23 +209,3 @@ def test_a_backend_that_is_not_installed_is_one_line(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert 'pip install "mnistlab[jax]"' in done.stderr.splitlines()[-1]
     assert not (tmp_path / "r").exists()
-
-
-class _served:
-    """`mnistlab --backend B serve RUN --port 0` in its own process; the URL it prints."""
-
-    def __init__(self, backend, run):
-        self.argv = [MNISTLAB, "--backend", backend, "serve", str(run), "--port", "0", "--no-teach"]
-
-    def __enter__(self):
-        self.process = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.process.stdout.readline()
-        assert " at http" in line, (line, self.process.stderr.read() if self.process.poll() is not None else "")
-        return line.split(" at ", 1)[1].split()[0].rstrip("/")
-
-    def __exit__(self, *exc):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        finally:
-            self.process.kill()

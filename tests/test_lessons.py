@@ -58,11 +58,11 @@ def _serve(run, **options):
 
 
 @contextlib.contextmanager
-def _serve_command(run, *args):
-    """`mnistlab serve RUN --port 0` in its own process, as a person starts it; yields its URL and
-    start-up line. Load from this process then competes with the server for cores, not for one
-    interpreter."""
-    process = subprocess.Popen([sys.executable, "-m", "mnistlab.cli", "serve", str(run), "--port", "0", *args],
+def serve_command(*argv):
+    """`mnistlab ARGV... --port 0` (a serve command) in its own process, as a person starts it;
+    yields its URL and start-up line. Load from this process then competes with the server for
+    cores, not for one interpreter. tests/test_backends.py serves with it too."""
+    process = subprocess.Popen([sys.executable, "-m", "mnistlab.cli", *argv, "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()
@@ -125,7 +125,7 @@ class Load:
 
 def test_a_lesson_switches_the_model_with_no_request_failing(parent, mnist):
     model_before = (parent / "model.keras").read_bytes()
-    with _serve_command(parent) as (url, _), httpx.Client(base_url=url, timeout=60) as client:
+    with serve_command("serve", str(parent)) as (url, _), httpx.Client(base_url=url, timeout=60) as client:
         assert client.get("/v1/model").json()["teach"] == {"available": True, "reason": None}
         idle = client.get("/v1/finetune").json()
         assert idle["state"] == "idle" and idle["samples"] == [4] * 10 and idle["min_samples"] == MIN_SAMPLES
@@ -161,10 +161,10 @@ def test_a_lesson_switches_the_model_with_no_request_failing(parent, mnist):
     assert (personal_root(parent) / result["lesson"] / "model.onnx").is_file()
 
     # Started again, the server serves the lesson and says so; --parent serves the run itself.
-    with _serve_command(parent) as (url, line):
+    with serve_command("serve", str(parent)) as (url, line):
         assert "newest personal model" in line and result["lesson"] in line
         assert httpx.get(url + "v1/model").json()["run"] == f"run/personal/{result['lesson']}"
-    with _serve_command(parent, "--parent", "--no-teach") as (url, line):
+    with serve_command("serve", str(parent), "--parent", "--no-teach") as (url, line):
         model = httpx.get(url + "v1/model").json()
         assert model["run"] == "run" and "personal" not in line
         assert model["teach"]["available"] is False and "--no-teach" in model["teach"]["reason"]
@@ -180,7 +180,7 @@ def _lesson_process():
 
 
 def test_a_killed_lesson_leaves_the_parent_serving(parent, mnist):
-    with _serve_command(parent) as (url, _), httpx.Client(base_url=url, timeout=60) as client:
+    with serve_command("serve", str(parent)) as (url, _), httpx.Client(base_url=url, timeout=60) as client:
         assert client.post("/v1/finetune").status_code == 202
         _until(client, lambda a: a.get("phase") == "learning")
         os.kill(_lesson_process().pid, signal.SIGKILL)
