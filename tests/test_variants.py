@@ -7,7 +7,18 @@ import pytest
 
 from mnistlab.config import TrainConfig
 from mnistlab.data import DataError
-from mnistlab.data.variants import MAX_LEAN_DEGREES, VARIANT_SHARE, draw_stroke, flag_one, writing_variants
+from mnistlab.data.variants import (
+    HOOK_SHARE,
+    HOOKED_DIGITS,
+    MAX_LEAN_DEGREES,
+    VARIANT_SHARE,
+    draw_stroke,
+    flag_one,
+    hook_end,
+    stroke_ends,
+    thin,
+    writing_variants,
+)
 from mnistlab.train.inputs import training_split
 
 
@@ -50,6 +61,51 @@ def test_a_one_leaning_too_far_gets_no_flag():
     assert flag_one(np.zeros((28, 28), np.uint8), np.random.default_rng(0)) is None
 
 
+def _ring() -> np.ndarray:
+    rows, cols = np.indices((28, 28)) + 0.5
+    return (np.abs(np.hypot(rows - 14, cols - 14) - 7) < 1.5).astype(np.uint8) * 255
+
+
+def test_thinning_leaves_one_pixel_wide_strokes_that_keep_their_shape():
+    bar = np.zeros((28, 28), bool)
+    bar[12:16, 4:24] = True  # 4 px wide, 20 long
+    ring = _ring() > 0
+    skeletons = thin(np.stack([bar, ring, np.zeros((28, 28), bool)]))
+    line, loop, empty = skeletons
+    assert (line <= bar).all() and (loop <= ring).all() and not empty.any()
+    assert line.sum(axis=0)[6:22].tolist() == [1] * 16  # one pixel across, all along the bar
+    assert line.sum() >= 16 and line.sum(axis=1).astype(bool).sum() <= 2
+    # The ring stays a closed ring, one pixel thick: every pixel on it has two or more neighbours
+    # on it (a loop has no end), and no 2x2 block is filled.
+    padded = np.pad(loop, 1).astype(int)
+    neighbours = sum(np.roll(padded, (dr, dc), (0, 1)) for dr in (-1, 0, 1) for dc in (-1, 0, 1)) - padded
+    assert loop.sum() > 30 and (neighbours[1:-1, 1:-1][loop] >= 2).all()
+    assert not (loop[:-1, :-1] & loop[1:, :-1] & loop[:-1, 1:] & loop[1:, 1:]).any()
+
+
+def test_stroke_ends_point_out_of_the_stroke():
+    bar = np.zeros((28, 28), bool)
+    bar[13, 4:24] = True
+    ends = sorted(stroke_ends(bar), key=lambda end: end[0][1])
+    assert [end[0].tolist() for end in ends] == [[13.5, 4.5], [13.5, 23.5]]
+    np.testing.assert_allclose(ends[0][1], [0, -1])  # the left end runs out to the left
+    np.testing.assert_allclose(ends[1][1], [0, 1])
+    assert stroke_ends(thin((_ring() > 0)[None])[0]) == []
+
+
+def test_a_hook_curls_off_a_stroke_end_and_the_digit_is_normalised_again():
+    bar = np.zeros((28, 28), np.uint8)
+    bar[4:24, 13:16] = 255  # an upright stroke: two ends
+    hooked = hook_end(bar, np.random.default_rng(0))
+    assert hooked is not None and hooked.shape == (28, 28) and hooked.dtype == np.uint8
+    rows, cols = np.nonzero(hooked)
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 in (20, 21)  # boxed to 20 px
+    # More ink than the bar had, some of it beside the stroke's column, where the curl turned.
+    assert (hooked > 127).sum() > (bar > 127).sum() * 0.9
+    assert cols.max() - cols.min() > 4
+    assert hook_end(_ring(), np.random.default_rng(0)) is None  # no end to hook
+
+
 def test_writing_variants_copy_a_share_of_the_class(mnist):
     x, y = mnist.x_train[:3000], mnist.y_train[:3000]
     new_x, new_y = writing_variants(x, y, ("flagged-ones",), seed=1)
@@ -62,6 +118,15 @@ def test_writing_variants_copy_a_share_of_the_class(mnist):
     assert empty_x.shape == (0, 28, 28) and empty_y.shape == (0,)
     with pytest.raises(DataError, match="unknown writing variant 'crossed-sevens'.*flagged-ones"):
         writing_variants(x, y, ("crossed-sevens",))
+
+
+def test_hooked_ends_go_on_the_curved_digits_only(mnist):
+    x, y = mnist.x_train[:2000], mnist.y_train[:2000]
+    new_x, new_y = writing_variants(x, y, ("hooked-ends",), seed=0)
+    assert set(np.unique(new_y)) == set(HOOKED_DIGITS)
+    for digit in HOOKED_DIGITS:
+        made, have = int((new_y == digit).sum()), int((y == digit).sum())
+        assert 0.3 * HOOK_SHARE * have <= made <= HOOK_SHARE * have
 
 
 def test_variants_join_the_fit_part_only(mnist):

@@ -126,7 +126,8 @@ class TrainConfig:
     extra_train: tuple[str, ...] = ()  # digit sets added to MNIST's training images (and, by
     # validation_split, its validation images), e.g. ("usps",): more writers; see load_digit_set
     writing_variants: tuple[str, ...] = ()  # ways of writing a digit MNIST lacks, drawn onto copies
-    # of its training digits, e.g. ("flagged-ones",): the continental 1; see mnistlab.data.variants
+    # of its training digits: flagged-ones (the continental 1), hooked-ends (a pen's curl at the
+    # end of a 2 or 6); see mnistlab.data.variants
     validation_split: float = 0.1  # fraction of the training set held out from its end; 0 = none
     patience: int = 3  # epochs without val_accuracy gain before stopping (0 = never stop early)
     ensemble: int = 1  # models trained with seeds seed, seed+1, ...; their mean is the model

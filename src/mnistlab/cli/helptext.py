@@ -84,8 +84,8 @@ FIELD_HELP: dict[str, str] = {
                      "nearer those it reads; 0 = none",
     "extra_train": "digit sets added to MNIST's training images (and, by --validation-split, its "
                    "validation images), e.g. usps: more writers",
-    "writing_variants": "ways of writing a digit that MNIST lacks, drawn onto copies of its training digits, "
-                        "e.g. flagged-ones: the continental 1",
+    "writing_variants": "ways of writing a digit that MNIST lacks, drawn onto copies of its training digits: "
+                        "flagged-ones: the continental 1; hooked-ends: a pen's curl at the end of a 2 or 6",
     "validation_split": "fraction of the training images held out from their end for validation, in [0, 1); "
                         "0 = none",
     "patience": "epochs without a gain in validation accuracy before training stops; 0 = never stop early "
