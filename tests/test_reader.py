@@ -69,8 +69,8 @@ def test_the_reader_is_the_file_its_metrics_describe():
 
 def test_the_reader_reads_mnist_test(mnist):
     """Its accuracy on all 10,000 MNIST test digits, measured here on onnxruntime, and the figure its
-    export recorded: 99.55 % (issue 14 asks for 99.5 %) (onnxruntime on fixed data gives the same figure
-    every run)."""
+    export recorded, 99.55 %; issue 14 asks for 99.5 %. onnxruntime on fixed data gives the same
+    figure every run."""
     from mnistlab.inference import predict_probs
 
     accuracy = float((predict_probs(load_reader(), mnist.x_test).argmax(1) == mnist.y_test).mean())

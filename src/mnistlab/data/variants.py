@@ -92,17 +92,17 @@ def flag_one(image: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     return draw_stroke(image, start, end, _stroke_width(image, height), ink)
 
 
-def thin(masks: np.ndarray) -> np.ndarray:
-    """The one-pixel-wide skeletons of binary masks (N, H, W), by Zhang and Suen's thinning
+def thin(mask: np.ndarray) -> np.ndarray:
+    """The one-pixel-wide skeleton of a binary mask (H, W), by Zhang and Suen's thinning
     (CACM 27(3), 1984): peel removable border pixels, from the south-east then the north-west,
-    until none is left. Every mask in the batch is thinned at once."""
-    skeleton = np.pad(masks.astype(bool), ((0, 0), (1, 1), (1, 1)))
+    until none is left."""
+    skeleton = np.pad(mask.astype(bool), 1)
     while True:
         changed = False
         for first in (True, False):
             p = skeleton
             # The 8 neighbours clockwise from north: P2..P9 in the paper.
-            n = [np.roll(p, shift, axis=(1, 2)) for shift in
+            n = [np.roll(p, shift, axis=(0, 1)) for shift in
                  ((1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1))]
             count = sum(x.astype(np.uint8) for x in n)
             # 0 -> 1 transitions around the ring: a pixel on a single border run has exactly one.
@@ -116,7 +116,7 @@ def thin(masks: np.ndarray) -> np.ndarray:
                 skeleton = p & ~remove
                 changed = True
         if not changed:
-            return skeleton[:, 1:-1, 1:-1]
+            return skeleton[1:-1, 1:-1]
 
 
 _NEIGHBOURS = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0)]
@@ -166,7 +166,7 @@ def hook_end(image: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     the digit is boxed, scaled and centred again, as the preprocessing would have had it. None
     for a digit without a stroke end."""
     mask = image > 127
-    skeleton = thin(mask[None])[0]
+    skeleton = thin(mask)
     ends = stroke_ends(skeleton)
     if not ends:
         return None
